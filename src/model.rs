@@ -1,0 +1,253 @@
+//! The loaded model: immutable, `Send + Sync`, shared by any number of sessions.
+
+use crate::config::{self, Architecture, ImageProcessorConfig, ModelConfig};
+use crate::connector::Connector;
+use crate::error::{Error, Result};
+use crate::text::{TextModel, TextWeights};
+use crate::tokenizer::Tokenizer;
+use crate::vision::VisionModel;
+use crate::weights::WeightStore;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Special token strings the processor uses, checked against the vocabulary at load.
+pub(crate) struct ImageTokens {
+    pub fake: String,
+    pub image: String,
+    pub global: String,
+}
+
+pub(crate) struct VisionParts {
+    pub encoder: VisionModel,
+    pub connector: Connector,
+    pub processor: ImageProcessorConfig,
+    pub tokens: ImageTokens,
+    pub image_token_id: u32,
+    pub seq_len: usize,
+}
+
+pub struct Model {
+    pub config: ModelConfig,
+    pub(crate) tokenizer: Tokenizer,
+    pub(crate) vision: Option<VisionParts>,
+    pub(crate) text: TextModel,
+    pub dir: PathBuf,
+    /// Which tensor naming the checkpoint uses (for diagnostics).
+    pub weight_layout: String,
+    pub load_ms: f64,
+}
+
+fn first_present<'a>(store: &WeightStore, candidates: &[&'a str], suffix: &str) -> Option<&'a str> {
+    candidates
+        .iter()
+        .copied()
+        .find(|p| store.contains(&format!("{p}{suffix}")))
+}
+
+impl Model {
+    pub fn load(dir: impl AsRef<Path>) -> Result<Model> {
+        Model::load_with_progress(dir, &mut |_| true)
+    }
+
+    /// `progress(fraction)` is called as loading advances; returning false cancels the load.
+    pub fn load_with_progress(
+        dir: impl AsRef<Path>,
+        progress: &mut dyn FnMut(f32) -> bool,
+    ) -> Result<Model> {
+        let t0 = Instant::now();
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(Error::new(
+                crate::ErrorKind::Io,
+                format!("{}: not a directory", dir.display()),
+            ));
+        }
+        let mut step = |f: f32| {
+            if progress(f) {
+                Ok(())
+            } else {
+                Err(Error::cancelled())
+            }
+        };
+        step(0.0)?;
+        let cfg = config::load_model_config(dir)?;
+        let tokenizer = Tokenizer::load(dir)?;
+        step(0.1)?;
+        let store = WeightStore::open(dir)?;
+        step(0.2)?;
+        let tc = &cfg.text;
+        if tokenizer.vocab_len() > tc.vocab_size {
+            return Err(Error::model(format!(
+                "{}: tokenizer.json has {} tokens but config.json's vocab_size is {}",
+                dir.display(),
+                tokenizer.vocab_len(),
+                tc.vocab_size
+            )));
+        }
+
+        let (text_prefixes, head_names): (&[&str], &[&str]) = match cfg.architecture {
+            Architecture::Vision => (
+                &["model.text_model", "model.text_model.model", "text_model"],
+                &[
+                    "lm_head.weight",
+                    "model.text_model.lm_head.weight",
+                    "text_model.lm_head.weight",
+                ],
+            ),
+            Architecture::TextOnly => (&["model"], &["lm_head.weight"]),
+        };
+        let text_prefix =
+            first_present(&store, text_prefixes, ".embed_tokens.weight").ok_or_else(|| {
+                Error::model(format!(
+                    "missing tensor {}.embed_tokens.weight (looked in {})",
+                    text_prefixes[0],
+                    store.file_names()
+                ))
+            })?;
+        let lm_head = if cfg.tie_word_embeddings {
+            None
+        } else {
+            Some(first_present(&store, head_names, "").ok_or_else(|| {
+                Error::model(format!(
+                    "missing tensor {} (config.json has tie_word_embeddings = false; looked in {})",
+                    head_names[0],
+                    store.file_names()
+                ))
+            })?)
+        };
+        let mut layout = format!(
+            "text: {text_prefix}.*, head: {}",
+            lm_head.unwrap_or("tied to embed_tokens")
+        );
+
+        let vision = match (&cfg.vision, cfg.image_token_id) {
+            (Some(vc), Some(image_token_id)) => {
+                let vp = first_present(
+                    &store,
+                    &["model.vision_model", "vision_model"],
+                    ".post_layernorm.weight",
+                )
+                .unwrap_or("model.vision_model");
+                let cp = first_present(
+                    &store,
+                    &["model.connector", "connector"],
+                    ".modality_projection.proj.weight",
+                )
+                .unwrap_or("model.connector");
+                layout.push_str(&format!(", vision: {vp}.*, connector: {cp}.*"));
+                let encoder = VisionModel::load(&store, vp, vc)?;
+                step(0.5)?;
+                let connector = Connector::load(
+                    &store,
+                    &format!("{cp}.modality_projection.proj.weight"),
+                    vc.hidden_size,
+                    cfg.scale_factor,
+                    tc.hidden_size,
+                )?;
+                let processor = config::load_image_processor_config(dir, vc)?;
+                if processor.tile_size != vc.image_size {
+                    return Err(Error::model(format!(
+                        "{}: max_image_size.longest_edge ({}) differs from vision_config.image_size ({})",
+                        dir.display(),
+                        processor.tile_size,
+                        vc.image_size
+                    )));
+                }
+                let seq_len = cfg.image_seq_len();
+                if let Some(n) = processor.image_seq_len {
+                    if n != seq_len {
+                        return Err(Error::model(format!(
+                            "{}: processor image_seq_len {} disagrees with the model's {} \
+                             ((image_size / patch_size)^2 / scale_factor^2)",
+                            dir.display(),
+                            n,
+                            seq_len
+                        )));
+                    }
+                }
+                let tokens = ImageTokens {
+                    fake: "<fake_token_around_image>".into(),
+                    image: "<image>".into(),
+                    global: "<global-img>".into(),
+                };
+                for t in [&tokens.fake, &tokens.image] {
+                    if tokenizer.token_id(t).is_none() {
+                        return Err(Error::model(format!(
+                            "{}: tokenizer.json has no {t} token",
+                            dir.display()
+                        )));
+                    }
+                }
+                if tokenizer.token_id(&tokens.image) != Some(image_token_id) {
+                    return Err(Error::model(format!(
+                        "{}: config.json image_token_id {image_token_id} is not the tokenizer's <image> ({:?})",
+                        dir.display(),
+                        tokenizer.token_id(&tokens.image)
+                    )));
+                }
+                Some(VisionParts {
+                    encoder,
+                    connector,
+                    processor,
+                    tokens,
+                    image_token_id,
+                    seq_len,
+                })
+            }
+            _ => None,
+        };
+        step(0.6)?;
+        let text = TextModel::load(
+            &store,
+            &TextWeights {
+                prefix: text_prefix,
+                lm_head,
+            },
+            tc,
+        )?;
+        if !tokenizer.has_template() {
+            return Err(Error::model(format!(
+                "{}: no chat template (looked in chat_template.jinja, chat_template.json, \
+                 processor_config.json, tokenizer_config.json)",
+                dir.display()
+            )));
+        }
+        step(1.0)?;
+        let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+        crate::log::emit(crate::log::Level::Info, || {
+            format!(
+                "loaded {} ({}) in {load_ms:.0} ms; {layout}",
+                dir.display(),
+                cfg.model_type
+            )
+        });
+        Ok(Model {
+            config: cfg,
+            tokenizer,
+            vision,
+            text,
+            dir: dir.to_path_buf(),
+            weight_layout: layout,
+            load_ms,
+        })
+    }
+
+    pub fn is_vision(&self) -> bool {
+        self.vision.is_some()
+    }
+
+    /// Whether the model's processor splits images into tiles by default.
+    pub fn splits_by_default(&self) -> bool {
+        self.vision
+            .as_ref()
+            .is_some_and(|v| v.processor.do_image_splitting)
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn eos_token_ids(&self) -> &[u32] {
+        &self.config.eos_token_ids
+    }
+}

@@ -1,0 +1,189 @@
+//! SigLIP vision encoder as `Idefics3VisionTransformer` (modeling_idefics3.py): patch conv,
+//! learned position embeddings, pre-LN encoder blocks, post-LayerNorm.
+
+use crate::config::VisionConfig;
+use crate::error::{Error, Result};
+use crate::kernels::{self, AttnShape};
+use crate::weights::{Tensor, WeightStore};
+
+struct Layer {
+    ln1: (Vec<f32>, Vec<f32>),
+    q: (Tensor, Vec<f32>),
+    k: (Tensor, Vec<f32>),
+    v: (Tensor, Vec<f32>),
+    o: (Tensor, Vec<f32>),
+    ln2: (Vec<f32>, Vec<f32>),
+    fc1: (Tensor, Vec<f32>),
+    fc2: (Tensor, Vec<f32>),
+}
+
+pub struct VisionModel {
+    pub cfg: VisionConfig,
+    patch: (Tensor, Vec<f32>),
+    pos: Vec<f32>,
+    layers: Vec<Layer>,
+    post: (Vec<f32>, Vec<f32>),
+}
+
+fn small(store: &WeightStore, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    Ok(store.get(name, shape)?.to_f32_vec())
+}
+
+fn linear_wb(
+    store: &WeightStore,
+    prefix: &str,
+    out: usize,
+    inp: usize,
+) -> Result<(Tensor, Vec<f32>)> {
+    Ok((
+        store.get(&format!("{prefix}.weight"), &[out, inp])?,
+        small(store, &format!("{prefix}.bias"), &[out])?,
+    ))
+}
+
+fn norm_wb(store: &WeightStore, prefix: &str, dim: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    Ok((
+        small(store, &format!("{prefix}.weight"), &[dim])?,
+        small(store, &format!("{prefix}.bias"), &[dim])?,
+    ))
+}
+
+impl VisionModel {
+    /// `prefix` is e.g. "model.vision_model".
+    pub fn load(store: &WeightStore, prefix: &str, cfg: &VisionConfig) -> Result<Self> {
+        let (d, i, p) = (cfg.hidden_size, cfg.intermediate_size, cfg.patch_size);
+        let emb = format!("{prefix}.embeddings");
+        let patch = (
+            store.get(
+                &format!("{emb}.patch_embedding.weight"),
+                &[d, cfg.num_channels, p, p],
+            )?,
+            small(store, &format!("{emb}.patch_embedding.bias"), &[d])?,
+        );
+        let pos = small(
+            store,
+            &format!("{emb}.position_embedding.weight"),
+            &[cfg.num_patches(), d],
+        )?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for l in 0..cfg.num_hidden_layers {
+            let lp = format!("{prefix}.encoder.layers.{l}");
+            layers.push(Layer {
+                ln1: norm_wb(store, &format!("{lp}.layer_norm1"), d)?,
+                q: linear_wb(store, &format!("{lp}.self_attn.q_proj"), d, d)?,
+                k: linear_wb(store, &format!("{lp}.self_attn.k_proj"), d, d)?,
+                v: linear_wb(store, &format!("{lp}.self_attn.v_proj"), d, d)?,
+                o: linear_wb(store, &format!("{lp}.self_attn.out_proj"), d, d)?,
+                ln2: norm_wb(store, &format!("{lp}.layer_norm2"), d)?,
+                fc1: linear_wb(store, &format!("{lp}.mlp.fc1"), i, d)?,
+                fc2: linear_wb(store, &format!("{lp}.mlp.fc2"), d, i)?,
+            });
+        }
+        let post = norm_wb(store, &format!("{prefix}.post_layernorm"), d)?;
+        Ok(VisionModel {
+            cfg: cfg.clone(),
+            patch,
+            pos,
+            layers,
+            post,
+        })
+    }
+
+    /// Encodes `n` tiles of [3, S, S] pixels (S = image_size) into [n·patches, hidden].
+    /// `keep_going` is polled between layers; false cancels.
+    pub fn forward(
+        &self,
+        tiles: &[f32],
+        n: usize,
+        keep_going: &mut dyn FnMut() -> bool,
+    ) -> Result<Vec<f32>> {
+        let c = &self.cfg;
+        let (s, p, side, d) = (
+            c.image_size,
+            c.patch_size,
+            c.patches_per_side(),
+            c.hidden_size,
+        );
+        let np = side * side;
+        if tiles.len() != n * 3 * s * s {
+            return Err(Error::invalid(format!(
+                "vision input has {} values, expected {} tiles of 3x{s}x{s}",
+                tiles.len(),
+                n
+            )));
+        }
+        // Conv2d with kernel = stride = patch as a GEMM over unfolded patches (c, ky, kx order =
+        // the conv weight's layout); the conv is "valid", so pixels past side·patch are dropped.
+        let kdim = 3 * p * p;
+        let mut cols = vec![0.0f32; n * np * kdim];
+        for t in 0..n {
+            let tile = &tiles[t * 3 * s * s..(t + 1) * 3 * s * s];
+            for py in 0..side {
+                for px in 0..side {
+                    let row = &mut cols[((t * np) + py * side + px) * kdim..][..kdim];
+                    for ch in 0..3 {
+                        for ky in 0..p {
+                            let src = &tile[ch * s * s + (py * p + ky) * s + px * p..][..p];
+                            row[ch * p * p + ky * p..][..p].copy_from_slice(src);
+                        }
+                    }
+                }
+            }
+        }
+        let rows = n * np;
+        let mut x = vec![0.0f32; rows * d];
+        kernels::linear(&cols, rows, &self.patch.0, Some(&self.patch.1), &mut x);
+        drop(cols);
+        // Full tiles: the bucketized position ids are the identity.
+        for t in 0..n {
+            kernels::add_in_place(&mut x[t * np * d..(t + 1) * np * d], &self.pos);
+        }
+
+        let inter = c.intermediate_size;
+        let mut h = vec![0.0f32; rows * d];
+        let (mut q, mut k, mut v, mut a) = (h.clone(), h.clone(), h.clone(), h.clone());
+        let mut f = vec![0.0f32; rows * inter];
+        let mut scores = Vec::new();
+        let shape = AttnShape {
+            t_q: np,
+            t_kv: np,
+            n_heads: c.num_attention_heads,
+            n_kv_heads: c.num_attention_heads,
+            head_dim: c.head_dim(),
+            causal_offset: None,
+        };
+        for layer in &self.layers {
+            if !keep_going() {
+                return Err(Error::cancelled());
+            }
+            kernels::layer_norm(&x, d, &layer.ln1.0, &layer.ln1.1, c.layer_norm_eps, &mut h);
+            kernels::linear(&h, rows, &layer.q.0, Some(&layer.q.1), &mut q);
+            kernels::linear(&h, rows, &layer.k.0, Some(&layer.k.1), &mut k);
+            kernels::linear(&h, rows, &layer.v.0, Some(&layer.v.1), &mut v);
+            for t in 0..n {
+                let r = t * np * d..(t + 1) * np * d;
+                kernels::attention(
+                    &q[r.clone()],
+                    d,
+                    &k[r.clone()],
+                    d,
+                    &v[r.clone()],
+                    d,
+                    shape,
+                    &mut a[r],
+                    d,
+                    &mut scores,
+                );
+            }
+            kernels::linear(&a, rows, &layer.o.0, Some(&layer.o.1), &mut h);
+            kernels::add_in_place(&mut x, &h);
+            kernels::layer_norm(&x, d, &layer.ln2.0, &layer.ln2.1, c.layer_norm_eps, &mut h);
+            kernels::linear(&h, rows, &layer.fc1.0, Some(&layer.fc1.1), &mut f);
+            kernels::gelu_tanh(&mut f);
+            kernels::linear(&f, rows, &layer.fc2.0, Some(&layer.fc2.1), &mut h);
+            kernels::add_in_place(&mut x, &h);
+        }
+        kernels::layer_norm(&x, d, &self.post.0, &self.post.1, c.layer_norm_eps, &mut h);
+        Ok(h)
+    }
+}

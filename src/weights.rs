@@ -1,0 +1,287 @@
+//! Safetensors weights: one or more files, mmap'd; tensors are typed views into the map.
+//!
+//! bf16/f16/f32 data is used where it lies in the file. Only a tensor whose offset is not
+//! aligned for its element type (legal in safetensors, rare in practice) is copied out.
+
+use crate::error::{Error, Result};
+use half::{bf16, f16};
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    F16,
+    BF16,
+}
+
+enum Data {
+    Mapped {
+        map: Arc<Mmap>,
+        start: usize,
+        len: usize,
+    },
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    BF16(Vec<bf16>),
+}
+
+/// A weight tensor, borrowed from the mmap (or owned when it had to be realigned).
+pub struct Tensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+    data: Data,
+}
+
+/// A typed view of a tensor's elements.
+#[derive(Clone, Copy)]
+pub enum View<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+    BF16(&'a [bf16]),
+}
+
+impl<'a> View<'a> {
+    pub fn len(&self) -> usize {
+        match self {
+            View::F32(s) => s.len(),
+            View::F16(s) => s.len(),
+            View::BF16(s) => s.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Widens `[start, start + out.len())` to f32 (exact for bf16 and f16).
+    pub fn to_f32(&self, start: usize, out: &mut [f32]) {
+        let n = out.len();
+        match self {
+            View::F32(s) => out.copy_from_slice(&s[start..start + n]),
+            View::F16(s) => crate::kernels::f16_to_f32(&s[start..start + n], out),
+            View::BF16(s) => crate::kernels::bf16_to_f32(&s[start..start + n], out),
+        }
+    }
+    pub fn slice(&self, start: usize, len: usize) -> View<'a> {
+        match self {
+            View::F32(s) => View::F32(&s[start..start + len]),
+            View::F16(s) => View::F16(&s[start..start + len]),
+            View::BF16(s) => View::BF16(&s[start..start + len]),
+        }
+    }
+}
+
+impl Tensor {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn view(&self) -> View<'_> {
+        match &self.data {
+            Data::Mapped { map, start, len } => {
+                let bytes = &map[*start..*start + *len];
+                // Alignment was checked when the tensor was created, so these casts cannot fail.
+                match self.dtype {
+                    DType::F32 => View::F32(bytemuck::cast_slice(bytes)),
+                    DType::F16 => View::F16(bytemuck::cast_slice(bytes)),
+                    DType::BF16 => View::BF16(bytemuck::cast_slice(bytes)),
+                }
+            }
+            Data::F32(v) => View::F32(v),
+            Data::F16(v) => View::F16(v),
+            Data::BF16(v) => View::BF16(v),
+        }
+    }
+    /// The whole tensor widened to f32 (for small tensors: norms, biases, embeddings rows).
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        let mut out = vec![0.0; self.numel()];
+        self.view().to_f32(0, &mut out);
+        out
+    }
+    /// True when the data is read in place from the file.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.data, Data::Mapped { .. })
+    }
+}
+
+struct Entry {
+    file: usize,
+    /// `Err` holds the file's dtype when it is one this crate does not read.
+    dtype: std::result::Result<DType, Dtype>,
+    shape: Vec<usize>,
+    start: usize,
+    len: usize,
+}
+
+/// All tensors of a model directory, by name.
+pub struct WeightStore {
+    files: Vec<(PathBuf, Arc<Mmap>)>,
+    entries: HashMap<String, Entry>,
+}
+
+fn dtype_of(d: Dtype) -> Option<DType> {
+    match d {
+        Dtype::F32 => Some(DType::F32),
+        Dtype::F16 => Some(DType::F16),
+        Dtype::BF16 => Some(DType::BF16),
+        _ => None,
+    }
+}
+
+/// The safetensors files of a model directory: the index's shards, or `model.safetensors`,
+/// or every `*.safetensors` file.
+fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.exists() {
+        let v = crate::config::read_json(&index)?;
+        let map = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| {
+                Error::model(format!("{}: has no \"weight_map\" object", index.display()))
+            })?;
+        let names: BTreeSet<&str> = map.values().filter_map(|f| f.as_str()).collect();
+        if names.is_empty() {
+            return Err(Error::model(format!(
+                "{}: weight_map is empty",
+                index.display()
+            )));
+        }
+        return Ok(names.into_iter().map(|n| dir.join(n)).collect());
+    }
+    let single = dir.join("model.safetensors");
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        return Err(Error::model(format!(
+            "{}: no model.safetensors (nor an index or any *.safetensors file)",
+            dir.display()
+        )));
+    }
+    Ok(found)
+}
+
+impl WeightStore {
+    pub fn open(dir: &Path) -> Result<WeightStore> {
+        let mut files = Vec::new();
+        let mut entries = HashMap::new();
+        for path in weight_files(dir)? {
+            let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+            // SAFETY: the map is read-only and private to this process; a file truncated or
+            // rewritten by another process while mapped is outside what any mmap loader can guard.
+            let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
+            let st = SafeTensors::deserialize(&map).map_err(|e| {
+                Error::model(format!(
+                    "{}: not a valid safetensors file: {}",
+                    path.display(),
+                    e
+                ))
+            })?;
+            let base = map.as_ptr() as usize;
+            let fi = files.len();
+            for (name, view) in st.iter() {
+                // An unsupported dtype is tolerated until something asks for that tensor.
+                let dtype = dtype_of(view.dtype()).ok_or(view.dtype());
+                let data = view.data();
+                entries.insert(
+                    name.to_string(),
+                    Entry {
+                        file: fi,
+                        dtype,
+                        shape: view.shape().to_vec(),
+                        start: data.as_ptr() as usize - base,
+                        len: data.len(),
+                    },
+                );
+            }
+            drop(st);
+            files.push((path, Arc::new(map)));
+        }
+        Ok(WeightStore { files, entries })
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    pub fn file_names(&self) -> String {
+        self.files
+            .iter()
+            .map(|(p, _)| {
+                p.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The tensor `name`, checked against `shape`.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let e = self.entries.get(name).ok_or_else(|| {
+            Error::model(format!(
+                "missing tensor {name} (looked in {})",
+                self.file_names()
+            ))
+        })?;
+        let (path, map) = &self.files[e.file];
+        let dtype = e.dtype.map_err(|d| {
+            Error::model(format!(
+                "{}: tensor {name} has dtype {d:?}; supported: F32, F16, BF16",
+                path.display()
+            ))
+        })?;
+        if e.shape != shape {
+            return Err(Error::model(format!(
+                "{}: tensor {name} has shape {:?}, expected {:?} from config.json",
+                path.display(),
+                e.shape,
+                shape
+            )));
+        }
+        let align = match dtype {
+            DType::F32 => 4,
+            _ => 2,
+        };
+        let bytes = &map[e.start..e.start + e.len];
+        let data = if (bytes.as_ptr() as usize) % align == 0 {
+            Data::Mapped {
+                map: map.clone(),
+                start: e.start,
+                len: e.len,
+            }
+        } else {
+            let words = |n: usize| bytes.chunks_exact(n);
+            match dtype {
+                DType::F32 => Data::F32(
+                    words(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect(),
+                ),
+                DType::F16 => {
+                    Data::F16(words(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect())
+                }
+                DType::BF16 => Data::BF16(
+                    words(2)
+                        .map(|c| bf16::from_le_bytes([c[0], c[1]]))
+                        .collect(),
+                ),
+            }
+        };
+        Ok(Tensor {
+            name: name.to_string(),
+            shape: e.shape.clone(),
+            dtype,
+            data,
+        })
+    }
+}

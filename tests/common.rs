@@ -1,0 +1,100 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use smolvlm::{Message, Request, RgbImage, Split};
+use std::path::{Path, PathBuf};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures() -> PathBuf {
+    root().join("tests/fixtures")
+}
+
+pub fn read_json(p: &Path) -> Value {
+    let t = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&t).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+pub fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .expect("id list")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
+}
+
+/// The request a golden case describes.
+pub fn request_for(case: &Value, max_tokens: usize) -> Request {
+    let messages = Message::parse_list(&case["messages"]).expect("messages");
+    let images: Vec<RgbImage> = case["images"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    RgbImage::open(&fixtures().join("images").join(p.as_str().unwrap())).unwrap()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut r = Request::simple("", None, vec![]);
+    r.messages = messages;
+    r.images = images;
+    r.split = match case.get("do_image_splitting").and_then(|v| v.as_bool()) {
+        Some(true) => Split::On,
+        Some(false) => Split::Off,
+        None => Split::ModelDefault,
+    };
+    r.max_tokens = max_tokens;
+    r
+}
+
+/// Max |a[i] − golden| over the golden's [[index, value], ...] samples.
+pub fn sample_diff(ours: &[f32], samples: &Value) -> f64 {
+    samples
+        .as_array()
+        .expect("samples")
+        .iter()
+        .map(|s| {
+            let i = s[0].as_u64().unwrap() as usize;
+            (ours[i] as f64 - s[1].as_f64().unwrap()).abs()
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Greedy tokens compared with the golden under the near-tie rule: at the first step whose
+/// golden top-1/top-2 margin is below `tol`, either choice is accepted and comparison ends.
+/// Returns Err(description) on a real mismatch, Ok(steps compared) otherwise.
+pub fn compare_greedy(
+    ours: &[u32],
+    golden: &[u32],
+    margins: &[f64],
+    tol: f64,
+) -> Result<usize, String> {
+    for (i, &g) in golden.iter().enumerate() {
+        let low = margins.get(i).is_some_and(|&m| m < tol);
+        if low {
+            return Ok(i);
+        }
+        match ours.get(i) {
+            Some(&o) if o == g => {}
+            Some(&o) => {
+                return Err(format!(
+                    "step {i}: ours {o}, golden {g} (margin {:?})",
+                    margins.get(i)
+                ))
+            }
+            None => return Err(format!("step {i}: we stopped, golden has {g}")),
+        }
+    }
+    if ours.len() > golden.len() {
+        return Err(format!(
+            "we generated {} tokens, golden {}",
+            ours.len(),
+            golden.len()
+        ));
+    }
+    Ok(golden.len())
+}

@@ -1,0 +1,191 @@
+//! Bad input gets a clear error naming the file or tensor — never a panic.
+
+mod common;
+use common::*;
+use safetensors::tensor::{Dtype, TensorView};
+use smolvlm::{ErrorKind, Model, PixelFormat, Request, RgbImage, Session};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const MODEL: &str = "tiny-256m";
+
+/// A private copy of a fixture model directory.
+fn copy_model(tag: &str) -> PathBuf {
+    let src = fixtures().join("models").join(MODEL);
+    let dst = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("errors-{tag}"));
+    let _ = std::fs::remove_dir_all(&dst);
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+    dst
+}
+
+fn load_err(dir: &Path) -> smolvlm::Error {
+    match Model::load(dir) {
+        Ok(_) => panic!("{} loaded but should not", dir.display()),
+        Err(e) => e,
+    }
+}
+
+/// Rewrites model.safetensors through `edit(name, dtype, shape, bytes)`; None drops the tensor.
+fn rewrite_weights(
+    dir: &Path,
+    edit: impl Fn(&str, Dtype, Vec<usize>, Vec<u8>) -> Option<(Dtype, Vec<usize>, Vec<u8>)>,
+) {
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = st
+        .iter()
+        .filter_map(|(n, v)| {
+            edit(n, v.dtype(), v.shape().to_vec(), v.data().to_vec())
+                .map(|(d, s, b)| (n.to_string(), d, s, b))
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = kept
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    let out = safetensors::serialize(views, None).unwrap();
+    std::fs::write(&path, out).unwrap();
+}
+
+const T: &str = "model.text_model.norm.weight";
+
+#[test]
+fn missing_directory_and_files() {
+    let e = load_err(Path::new("/nonexistent/smolvlm-model"));
+    assert_eq!(e.kind, ErrorKind::Io);
+    assert!(e.message.contains("/nonexistent/smolvlm-model"), "{e}");
+
+    for (file, kind) in [
+        ("config.json", ErrorKind::Io),
+        ("tokenizer.json", ErrorKind::BadModel),
+        ("model.safetensors", ErrorKind::BadModel),
+    ] {
+        let dir = copy_model(&format!("missing-{file}"));
+        std::fs::remove_file(dir.join(file)).unwrap();
+        let e = load_err(&dir);
+        assert_eq!(e.kind, kind, "{file}: {e}");
+        assert!(
+            e.message.contains(file) || e.message.contains("safetensors"),
+            "{file}: {e}"
+        );
+    }
+}
+
+#[test]
+fn bad_json_and_unknown_architecture() {
+    let dir = copy_model("badjson");
+    std::fs::write(dir.join("config.json"), "{ not json").unwrap();
+    let e = load_err(&dir);
+    assert_eq!(e.kind, ErrorKind::BadModel);
+    assert!(
+        e.message.contains("config.json") && e.message.contains("invalid JSON"),
+        "{e}"
+    );
+
+    let dir = copy_model("arch");
+    let mut cfg = read_json(&dir.join("config.json"));
+    cfg["model_type"] = "mamba".into();
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let e = load_err(&dir);
+    assert!(
+        e.message.contains("mamba") && e.message.contains("config.json"),
+        "{e}"
+    );
+
+    let dir = copy_model("badfield");
+    let mut cfg = read_json(&dir.join("config.json"));
+    cfg["text_config"]["num_hidden_layers"] = "many".into();
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let e = load_err(&dir);
+    assert!(e.message.contains("text_config.num_hidden_layers"), "{e}");
+}
+
+#[test]
+fn missing_misshaped_and_unsupported_tensors() {
+    let dir = copy_model("missing-tensor");
+    rewrite_weights(&dir, |n, d, s, b| (n != T).then_some((d, s, b)));
+    let e = load_err(&dir);
+    assert!(
+        e.message.contains("missing tensor") && e.message.contains(T),
+        "{e}"
+    );
+
+    let dir = copy_model("shape");
+    rewrite_weights(&dir, |n, d, s, b| {
+        if n == T {
+            let half = b.len() / 2;
+            Some((d, vec![s[0] / 2], b[..half].to_vec()))
+        } else {
+            Some((d, s, b))
+        }
+    });
+    let e = load_err(&dir);
+    assert!(e.message.contains(T) && e.message.contains("shape"), "{e}");
+
+    let dir = copy_model("dtype");
+    rewrite_weights(&dir, |n, d, s, b| {
+        if n == T {
+            let n_el: usize = s.iter().product();
+            Some((Dtype::I8, s, vec![1u8; n_el]))
+        } else {
+            Some((d, s, b))
+        }
+    });
+    let e = load_err(&dir);
+    assert!(e.message.contains(T) && e.message.contains("I8"), "{e}");
+}
+
+#[test]
+fn corrupt_and_truncated_safetensors() {
+    let dir = copy_model("truncated");
+    let p = dir.join("model.safetensors");
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    let e = load_err(&dir);
+    assert_eq!(e.kind, ErrorKind::BadModel);
+    assert!(e.message.contains("model.safetensors"), "{e}");
+
+    std::fs::write(&p, b"\xff\xff\xff\xff\xff\xff\xff\x7fgarbage").unwrap();
+    let e = load_err(&dir);
+    assert!(e.message.contains("not a valid safetensors"), "{e}");
+}
+
+#[test]
+fn bad_images_and_prompts() {
+    let e = RgbImage::decode(b"definitely not an image", "mem.png").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BadImage);
+    assert!(e.message.contains("mem.png"), "{e}");
+    let e = RgbImage::open(Path::new("/nonexistent.png")).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Io);
+    assert!(RgbImage::from_pixels(&[], 0, 0, 0, PixelFormat::Rgb8).is_err());
+    let e = RgbImage::from_pixels(&[0; 10], 2, 2, 6, PixelFormat::Rgb8).unwrap_err();
+    assert!(e.message.contains("needs 12"), "{e}");
+    let e = RgbImage::from_pixels(&[0; 100], 4, 2, 8, PixelFormat::Rgba8).unwrap_err();
+    assert!(e.message.contains("stride"), "{e}");
+
+    let model = Arc::new(Model::load(fixtures().join("models").join(MODEL)).unwrap());
+    let mut s = Session::new(model);
+    let e = s
+        .generate(&Request::simple("  ", None, vec![]), Default::default())
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidArg);
+    assert!(e.message.contains("empty"), "{e}");
+
+    let mut r = Request::simple("hi", None, vec![]);
+    r.max_tokens = usize::MAX;
+    assert_eq!(
+        s.generate(&r, Default::default()).unwrap_err().kind,
+        ErrorKind::InvalidArg
+    );
+
+    let img = RgbImage::from_pixels(&[9; 12], 2, 2, 6, PixelFormat::Rgb8).unwrap();
+    let mut r = Request::simple("hi", None, vec![img]);
+    r.messages[0].content.retain(|p| *p != smolvlm::Part::Image);
+    let e = s.generate(&r, Default::default()).unwrap_err();
+    assert!(e.message.contains("0 image(s) but 1"), "{e}");
+}
