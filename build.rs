@@ -1,10 +1,8 @@
-// Gives the shared library a versioned soname on Linux, so C programs linked against it record
-// `libsmolvlm.so.<major>` and a later incompatible release cannot be picked up silently.
+// Records the target triple and profile for `smolvlm_system_info()`, so a bug report says what
+// was built.
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    if os == "linux" {
-        let major = std::env::var("CARGO_PKG_VERSION_MAJOR").unwrap_or_else(|_| "0".into());
-        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libsmolvlm.so.{major}");
-    }
+    let target = std::env::var("TARGET").unwrap_or_default();
+    let profile = std::env::var("PROFILE").unwrap_or_default();
+    println!("cargo:rustc-env=SMOLVLM_BUILD={target} ({profile})");
 }

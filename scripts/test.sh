@@ -20,3 +20,6 @@ fi
 export SMOLVLM_REQUIRE_REAL=1
 cargo build -j"$JOBS" --release --locked
 cargo test -j"$JOBS" --release --locked
+
+# The C ABI: header freshness, drop-in and extended API programs, C++ include, valgrind.
+bash scripts/c-tests.sh

@@ -44,7 +44,9 @@ pub fn system_info() -> String {
         Isa::Avx2 => "avx2+fma+f16c",
     };
     format!(
-        "simd: {simd}; blas: {}; threads: {}",
+        "smolvlm {}; build: {}; simd: {simd}; blas: {}; threads: {}",
+        env!("CARGO_PKG_VERSION"),
+        env!("SMOLVLM_BUILD"),
         blas::NAME,
         rayon::current_num_threads()
     )

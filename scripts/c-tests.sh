@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# C ABI tests: the header is what cbindgen makes; a drop-in C program linked against the shared
+# and the static library prints what the Rust CLI prints; the extended API tests; a C++ TU;
+# valgrind on load → generate → free ×3. Needs `cargo build --release` first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=target/c-tests
+mkdir -p "$OUT"
+MODEL=tests/fixtures/models/tiny-256m
+IMAGE=tests/fixtures/images/square.png
+CFLAGS=(-std=c99 -Wall -Wextra -Werror -pedantic -Iinclude)
+
+# 1. The committed header is exactly what the pinned cbindgen generates.
+CBINDGEN_VERSION=0.29.2
+if ! cbindgen --version 2>/dev/null | grep -q "$CBINDGEN_VERSION"; then
+  cargo install cbindgen --version "$CBINDGEN_VERSION" --locked -q
+fi
+cbindgen --quiet --config cbindgen.toml --crate smolvlm --output "$OUT/smolvlm.h" .
+if ! diff -u include/smolvlm.h "$OUT/smolvlm.h"; then
+  echo "c-tests: include/smolvlm.h is stale; regenerate it with cbindgen $CBINDGEN_VERSION" >&2
+  exit 1
+fi
+
+# 2. Version macros agree with Cargo.toml.
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+IFS=. read -r maj min pat <<<"$version"
+grep -q "#define SMOLVLM_VERSION_MAJOR $maj$" include/smolvlm.h
+grep -q "#define SMOLVLM_VERSION_MINOR $min$" include/smolvlm.h
+grep -q "#define SMOLVLM_VERSION_PATCH $pat$" include/smolvlm.h
+grep -q "#define SMOLVLM_VERSION_STRING \"$version\"" include/smolvlm.h
+
+# 3. Build the C programs against the shared and the static library.
+static_libs=$(cargo rustc -q --release --lib --crate-type staticlib -- --print native-static-libs 2>&1 \
+  | sed -n 's/.*native-static-libs: //p' | tail -1)
+cc "${CFLAGS[@]}" examples/c/dropin_cli.c -Ltarget/release -lsmolvlm -Wl,-rpath,"$PWD/target/release" -o "$OUT/dropin_shared"
+cc "${CFLAGS[@]}" examples/c/dropin_cli.c target/release/libsmolvlm.a $static_libs -o "$OUT/dropin_static"
+cc "${CFLAGS[@]}" -D_POSIX_C_SOURCE=200809L tests/c/test_api.c -Ltarget/release -lsmolvlm -lpthread \
+  -Wl,-rpath,"$PWD/target/release" -o "$OUT/test_api"
+cc "${CFLAGS[@]}" tests/c/dropin_repeat.c -Ltarget/release -lsmolvlm -Wl,-rpath,"$PWD/target/release" -o "$OUT/dropin_repeat"
+g++ -std=c++17 -Wall -Wextra -Werror -Iinclude tests/c/header_cxx.cpp -Ltarget/release -lsmolvlm \
+  -Wl,-rpath,"$PWD/target/release" -o "$OUT/header_cxx"
+"$OUT/header_cxx" >/dev/null
+nm -D --defined-only target/release/libsmolvlm.so | awk '$3 ~ /^smolvlm_/ {print $3}' | sort > "$OUT/exports.txt"
+
+# 4. The drop-in program prints exactly what the Rust CLI prints, for an image and text-only.
+check_same() { # label, cli args..., -- , c args...
+  local label=$1; shift
+  local cli=() c=()
+  while [ "$1" != "--" ]; do cli+=("$1"); shift; done; shift
+  c=("$@")
+  target/release/smolvlm --silent "${cli[@]}" > "$OUT/$label.rust.txt"
+  for kind in shared static; do
+    "$OUT/dropin_$kind" "${c[@]}" > "$OUT/$label.$kind.txt"
+    if ! cmp -s "$OUT/$label.rust.txt" "$OUT/$label.$kind.txt"; then
+      echo "c-tests: $label: the $kind drop-in output differs from the Rust CLI" >&2
+      diff "$OUT/$label.rust.txt" "$OUT/$label.$kind.txt" >&2 || true
+      exit 1
+    fi
+  done
+}
+check_same image -d $MODEL -i $IMAGE -p "What is in the image?" --max-tokens 16 -- $MODEL $IMAGE "What is in the image?" 16
+check_same text -d $MODEL -p "Tell me a story." --max-tokens 16 --system-prompt "Be brief." -- $MODEL - "Tell me a story." 16 "Be brief."
+
+# 5. The extended API tests (a corrupt copy of the model for the error path).
+rm -rf "$OUT/corrupt" && cp -r $MODEL "$OUT/corrupt"
+head -c 1000 $MODEL/model.safetensors > "$OUT/corrupt/model.safetensors"
+"$OUT/test_api" $MODEL tests/fixtures/images/square.ppm "$OUT/corrupt"
+
+# 6. valgrind: no errors, nothing definitely lost.
+if command -v valgrind >/dev/null 2>&1; then
+  valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
+    "$OUT/dropin_repeat" $MODEL $IMAGE > "$OUT/valgrind.out" 2> "$OUT/valgrind.log" || {
+      tail -40 "$OUT/valgrind.log" >&2; echo "c-tests: valgrind found errors" >&2; exit 1; }
+  grep -E "ERROR SUMMARY|definitely lost" "$OUT/valgrind.log" | sed 's/^==[0-9]*== /valgrind: /'
+else
+  echo "c-tests: valgrind is not installed" >&2
+  exit 1
+fi
+echo "c-tests: $(wc -l < "$OUT/exports.txt") exported smolvlm_* symbols; all C checks passed"

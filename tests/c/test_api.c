@@ -1,0 +1,282 @@
+/*
+ * Tests of the extended C API against a fixture model.
+ *   test_api <model_dir> <image.ppm> <corrupt_model_dir>
+ * Prints "N passed, M failed" and exits non-zero on any failure.
+ */
+#include "smolvlm.h"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed, failed;
+#define CHECK(cond, ...)                                                   \
+    do {                                                                   \
+        if (cond) {                                                        \
+            passed++;                                                      \
+        } else {                                                           \
+            failed++;                                                      \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);           \
+            fprintf(stderr, __VA_ARGS__);                                  \
+            fprintf(stderr, " [last error: %s]\n", smolvlm_last_error());  \
+        }                                                                  \
+    } while (0)
+
+static const char *MODEL_DIR;
+static smolvlm_model_t *MODEL;
+
+static unsigned char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc((size_t)n);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) { free(buf); buf = NULL; }
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+/* Binary PPM (P6, maxval 255, no comments): returns the RGB pixels. */
+static unsigned char *read_ppm(const char *path, unsigned *w, unsigned *h) {
+    size_t len;
+    unsigned char *buf = read_file(path, &len);
+    if (!buf) return NULL;
+    int off = 0, maxv = 0;
+    if (sscanf((char *)buf, "P6 %u %u %d%n", w, h, &maxv, &off) != 3 || maxv != 255) { free(buf); return NULL; }
+    off += 1;
+    unsigned char *px = malloc((size_t)*w * *h * 3);
+    memcpy(px, buf + off, (size_t)*w * *h * 3);
+    free(buf);
+    return px;
+}
+
+static char *generate(smolvlm_ctx_t *ctx, const char *prompt, const smolvlm_image_t *img, int max_tokens) {
+    smolvlm_generate_params p;
+    smolvlm_generate_params_default(&p);
+    p.max_tokens = max_tokens;
+    char *text = NULL;
+    const smolvlm_image_t *imgs[1] = {img};
+    smolvlm_status st = smolvlm_ctx_generate(ctx, prompt, NULL, img ? imgs : NULL, img ? 1 : 0, &p, &text);
+    CHECK(st == SMOLVLM_STATUS_OK, "generate: %s", smolvlm_status_str(st));
+    return text;
+}
+
+typedef struct { int pieces; int stop_after; int cancel_after; char buf[4096]; size_t len; } stream_state;
+
+static bool on_piece(const char *piece, size_t len, int32_t token, void *ud) {
+    stream_state *s = ud;
+    (void)token;
+    s->pieces++;
+    if (s->len + len < sizeof s->buf) { memcpy(s->buf + s->len, piece, len); s->len += len; s->buf[s->len] = 0; }
+    return !(s->stop_after && s->pieces >= s->stop_after);
+}
+
+static bool should_abort(void *ud) {
+    stream_state *s = ud;
+    return s->cancel_after && s->pieces >= s->cancel_after;
+}
+
+static bool cancel_load(float fraction, void *ud) {
+    (void)fraction;
+    ++*(int *)ud;
+    return false;
+}
+
+static int log_lines;
+static void on_log(smolvlm_log_level level, const char *msg, void *ud) {
+    (void)level; (void)ud;
+    if (msg && *msg) log_lines++;
+}
+
+typedef struct { const char *prompt; char *text; } thread_job;
+static void *thread_main(void *arg) {
+    thread_job *job = arg;
+    smolvlm_ctx_t *ctx = NULL;
+    if (smolvlm_ctx_new(MODEL, &ctx) == SMOLVLM_STATUS_OK) {
+        job->text = generate(ctx, job->prompt, NULL, 12);
+        smolvlm_free(ctx);
+    }
+    return NULL;
+}
+
+static smolvlm_ctx_t *BUSY_CTX;
+static smolvlm_status busy_status = SMOLVLM_STATUS_OK;
+static bool reenter(const char *piece, size_t len, int32_t token, void *ud) {
+    (void)piece; (void)len; (void)token; (void)ud;
+    char *t = NULL;
+    busy_status = smolvlm_ctx_generate(BUSY_CTX, "again", NULL, NULL, 0, NULL, &t);
+    return false;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) { fprintf(stderr, "usage: %s <model_dir> <image.ppm> <corrupt_model_dir>\n", argv[0]); return 2; }
+    MODEL_DIR = argv[1];
+
+    /* Version, status strings, system info. */
+    char v[32];
+    snprintf(v, sizeof v, "%d.%d.%d", SMOLVLM_VERSION_MAJOR, SMOLVLM_VERSION_MINOR, SMOLVLM_VERSION_PATCH);
+    CHECK(strcmp(v, smolvlm_version()) == 0, "header %s vs library %s", v, smolvlm_version());
+    CHECK(strcmp(SMOLVLM_VERSION_STRING, smolvlm_version()) == 0, "version string");
+    CHECK(strlen(smolvlm_status_str(SMOLVLM_STATUS_BUSY)) > 0 && strlen(smolvlm_status_str(12345)) > 0, "status_str");
+    CHECK(strstr(smolvlm_system_info(), "simd") != NULL, "system info: %s", smolvlm_system_info());
+
+    /* Error paths: NULL arguments, missing directory, corrupt safetensors. */
+    smolvlm_model_t *m = NULL;
+    CHECK(smolvlm_load(NULL) == NULL && strlen(smolvlm_last_error()) > 0, "load(NULL)");
+    CHECK(smolvlm_model_load(NULL, NULL, &m) == SMOLVLM_STATUS_NULL_ARG && m == NULL, "model_load(NULL)");
+    CHECK(smolvlm_model_load(MODEL_DIR, NULL, NULL) == SMOLVLM_STATUS_NULL_ARG, "model_load(out NULL)");
+    CHECK(smolvlm_model_load("/nonexistent/model", NULL, &m) == SMOLVLM_STATUS_IO, "missing dir");
+    CHECK(strstr(smolvlm_last_error(), "/nonexistent/model") != NULL, "message names the dir: %s", smolvlm_last_error());
+    CHECK(smolvlm_load("/nonexistent/model") == NULL, "drop-in load of a missing dir");
+    CHECK(smolvlm_model_load(argv[3], NULL, &m) == SMOLVLM_STATUS_BAD_MODEL && m == NULL, "corrupt safetensors");
+    CHECK(strstr(smolvlm_last_error(), "safetensors") != NULL, "names safetensors: %s", smolvlm_last_error());
+    CHECK(smolvlm_generate(NULL, NULL, "hi", NULL, 4) == NULL, "generate(NULL ctx)");
+    CHECK(smolvlm_ctx_generate(NULL, "hi", NULL, NULL, 0, NULL, NULL) == SMOLVLM_STATUS_NULL_ARG, "ctx_generate(NULL)");
+    smolvlm_free(NULL);
+    smolvlm_model_free(NULL);
+    smolvlm_image_free(NULL);
+    smolvlm_string_free(NULL);
+    smolvlm_set_token_callback(NULL, NULL, NULL);
+    smolvlm_image_t *img = NULL;
+    unsigned char px[12] = {0};
+    CHECK(smolvlm_image_from_pixels(NULL, 2, 2, 6, SMOLVLM_PIXEL_FORMAT_RGB8, &img) == SMOLVLM_STATUS_NULL_ARG, "pixels NULL");
+    CHECK(smolvlm_image_from_pixels(px, 2, 2, 5, SMOLVLM_PIXEL_FORMAT_RGB8, &img) == SMOLVLM_STATUS_INVALID_ARG, "stride < w*3");
+    CHECK(smolvlm_image_from_pixels(px, 0, 2, 6, SMOLVLM_PIXEL_FORMAT_RGB8, &img) == SMOLVLM_STATUS_BAD_IMAGE, "zero width");
+    CHECK(smolvlm_image_from_pixels(px, 2, 2, 6, 7, &img) == SMOLVLM_STATUS_INVALID_ARG, "bad format");
+    CHECK(smolvlm_image_from_bytes((const uint8_t *)"nope", 4, &img) == SMOLVLM_STATUS_BAD_IMAGE && img == NULL, "bad bytes");
+    CHECK(smolvlm_image_from_file("/nonexistent.png", &img) == SMOLVLM_STATUS_IO, "missing image file");
+
+    /* Load with a progress callback that cancels. */
+    int calls = 0;
+    smolvlm_model_params mp;
+    smolvlm_model_params_default(&mp);
+    mp.progress = cancel_load;
+    mp.user_data = &calls;
+    CHECK(smolvlm_model_load(MODEL_DIR, &mp, &m) == SMOLVLM_STATUS_CANCELLED && m == NULL && calls == 1,
+          "cancel during load (calls=%d)", calls);
+
+    /* Load for real, with a log callback. */
+    smolvlm_log_set(on_log, NULL);
+    CHECK(smolvlm_model_load(MODEL_DIR, NULL, &MODEL) == SMOLVLM_STATUS_OK, "model_load");
+    smolvlm_log_set(NULL, NULL);
+    CHECK(log_lines > 0, "log callback got %d lines", log_lines);
+    if (!MODEL) { printf("%d passed, %d failed\n", passed, failed + 1); return 1; }
+    smolvlm_ctx_t *ctx = NULL;
+    CHECK(smolvlm_ctx_new(MODEL, &ctx) == SMOLVLM_STATUS_OK, "ctx_new");
+    smolvlm_generate_params bad;
+    smolvlm_generate_params_default(&bad);
+    bad.max_tokens = -5;
+    CHECK(smolvlm_ctx_generate(ctx, "hi", NULL, NULL, 0, &bad, NULL) == SMOLVLM_STATUS_INVALID_ARG, "negative max_tokens");
+    bad.max_tokens = 2000000000;
+    CHECK(smolvlm_ctx_generate(ctx, "hi", NULL, NULL, 0, &bad, NULL) == SMOLVLM_STATUS_INVALID_ARG, "absurd max_tokens");
+    bad.max_tokens = 4;
+    bad.size = 0;
+    CHECK(smolvlm_ctx_generate(ctx, "hi", NULL, NULL, 0, &bad, NULL) == SMOLVLM_STATUS_INVALID_ARG, "size 0");
+    CHECK(smolvlm_ctx_generate(ctx, "\xff\xfe", NULL, NULL, 0, NULL, NULL) == SMOLVLM_STATUS_INVALID_ARG, "invalid UTF-8");
+    CHECK(smolvlm_ctx_generate(ctx, "   ", NULL, NULL, 0, NULL, NULL) == SMOLVLM_STATUS_INVALID_ARG, "empty prompt");
+
+    /* Text-only. */
+    char *serial = generate(ctx, "Tell me a story.", NULL, 12);
+    CHECK(serial && strlen(serial) > 0, "text-only output");
+    smolvlm_stats stats = {0};
+    stats.size = sizeof stats;
+    CHECK(smolvlm_ctx_get_stats(ctx, &stats) == SMOLVLM_STATUS_OK && stats.decode_tokens > 0 && stats.tiles == 0,
+          "stats (decode_tokens=%d)", stats.decode_tokens);
+
+    /* Same image from a file, from raw pixels, from encoded bytes. */
+    smolvlm_image_t *from_file = NULL, *from_px = NULL, *from_bytes = NULL;
+    unsigned w = 0, h = 0;
+    unsigned char *rgb = read_ppm(argv[2], &w, &h);
+    size_t blen = 0;
+    unsigned char *bytes = read_file(argv[2], &blen);
+    CHECK(rgb && bytes, "read %s", argv[2]);
+    CHECK(smolvlm_image_from_file(argv[2], &from_file) == SMOLVLM_STATUS_OK, "image_from_file");
+    CHECK(smolvlm_image_from_pixels(rgb, w, h, (size_t)w * 3, SMOLVLM_PIXEL_FORMAT_RGB8, &from_px) == SMOLVLM_STATUS_OK, "from_pixels");
+    CHECK(smolvlm_image_from_bytes(bytes, blen, &from_bytes) == SMOLVLM_STATUS_OK, "from_bytes");
+    char *t_file = generate(ctx, "What is this?", from_file, 10);
+    char *t_px = generate(ctx, "What is this?", from_px, 10);
+    char *t_bytes = generate(ctx, "What is this?", from_bytes, 10);
+    CHECK(t_file && t_px && t_bytes && strcmp(t_file, t_px) == 0 && strcmp(t_file, t_bytes) == 0, "same image, same text");
+    stats.size = sizeof stats;
+    smolvlm_ctx_get_stats(ctx, &stats);
+    CHECK(stats.tiles > 0 && stats.encode_ms >= 0, "image stats (tiles=%d)", stats.tiles);
+    /* RGBA pixels with opaque alpha give the same answer as RGB. */
+    unsigned char *rgba = malloc((size_t)w * h * 4);
+    for (size_t i = 0; i < (size_t)w * h; i++) {
+        memcpy(rgba + 4 * i, rgb + 3 * i, 3);
+        rgba[4 * i + 3] = 255;
+    }
+    smolvlm_image_t *from_rgba = NULL;
+    CHECK(smolvlm_image_from_pixels(rgba, w, h, (size_t)w * 4, SMOLVLM_PIXEL_FORMAT_RGBA8, &from_rgba) == SMOLVLM_STATUS_OK, "rgba");
+    char *t_rgba = generate(ctx, "What is this?", from_rgba, 10);
+    CHECK(t_rgba && t_file && strcmp(t_rgba, t_file) == 0, "RGBA with opaque alpha = RGB");
+
+    /* Streaming: pieces concatenate to the text; stop from the callback; cancel after 3 pieces. */
+    stream_state s = {0};
+    smolvlm_generate_params p;
+    smolvlm_generate_params_default(&p);
+    p.max_tokens = 12;
+    p.on_piece = on_piece;
+    p.user_data = &s;
+    char *t = NULL;
+    CHECK(smolvlm_ctx_generate(ctx, "Tell me a story.", NULL, NULL, 0, &p, &t) == SMOLVLM_STATUS_OK, "streamed");
+    CHECK(t && strcmp(t, s.buf) == 0 && serial && strcmp(t, serial) == 0, "pieces = text = serial text");
+    smolvlm_string_free(t);
+    memset(&s, 0, sizeof s);
+    s.stop_after = 2;
+    CHECK(smolvlm_ctx_generate(ctx, "Tell me a story.", NULL, NULL, 0, &p, &t) == SMOLVLM_STATUS_OK && s.pieces == 2,
+          "stop from callback (pieces=%d)", s.pieces);
+    CHECK(t && strcmp(t, s.buf) == 0, "stopped text = pieces");
+    smolvlm_string_free(t);
+    memset(&s, 0, sizeof s);
+    s.cancel_after = 3;
+    p.should_abort = should_abort;
+    t = (char *)1;
+    CHECK(smolvlm_ctx_generate(ctx, "Tell me a story.", NULL, NULL, 0, &p, &t) == SMOLVLM_STATUS_CANCELLED && s.pieces == 3 && t == NULL,
+          "cancel after 3 (pieces=%d)", s.pieces);
+
+    /* A context entered again while busy says BUSY. */
+    BUSY_CTX = ctx;
+    smolvlm_generate_params_default(&p);
+    p.max_tokens = 3;
+    p.on_piece = reenter;
+    CHECK(smolvlm_ctx_generate(ctx, "Tell me a story.", NULL, NULL, 0, &p, NULL) == SMOLVLM_STATUS_OK, "outer call");
+    CHECK(busy_status == SMOLVLM_STATUS_BUSY, "re-entered context: %s", smolvlm_status_str(busy_status));
+
+    /* One model, two contexts, two threads: same tokens as serial. */
+    pthread_t th[2];
+    thread_job jobs[2] = {{"Tell me a story.", NULL}, {"Tell me a story.", NULL}};
+    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, thread_main, &jobs[i]);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 2; i++)
+        CHECK(jobs[i].text && serial && strcmp(jobs[i].text, serial) == 0, "thread %d text equals serial", i);
+
+    /* The drop-in API on the same model directory gives the same answer. */
+    smolvlm_ctx_t *legacy = smolvlm_load(MODEL_DIR);
+    CHECK(legacy != NULL, "drop-in load");
+    char *lt = smolvlm_generate(legacy, NULL, "Tell me a story.", NULL, 12);
+    CHECK(lt && serial && strcmp(lt, serial) == 0, "drop-in text equals extended");
+    CHECK(smolvlm_generate(legacy, NULL, "hi", NULL, -1) == NULL, "drop-in negative max_tokens");
+    free(lt);
+    smolvlm_free(legacy);
+
+    for (int i = 0; i < 2; i++) smolvlm_string_free(jobs[i].text);
+    smolvlm_string_free(serial);
+    smolvlm_string_free(t_file);
+    smolvlm_string_free(t_px);
+    smolvlm_string_free(t_bytes);
+    smolvlm_string_free(t_rgba);
+    smolvlm_image_free(from_file);
+    smolvlm_image_free(from_px);
+    smolvlm_image_free(from_bytes);
+    smolvlm_image_free(from_rgba);
+    free(rgb);
+    free(rgba);
+    free(bytes);
+    smolvlm_free(ctx);
+    smolvlm_model_free(MODEL);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
