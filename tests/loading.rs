@@ -1,0 +1,153 @@
+//! Checkpoint layouts that must load to the same model: sharded weights with an index, the nested
+//! `model.text_model.model.*` naming, `model_type: smolvlm` (SmolVLM2); and seeded sampling.
+
+mod common;
+use common::*;
+use safetensors::tensor::TensorView;
+use smolvlm::{Model, Request, SamplingParams, Session};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn copy_model(name: &str, tag: &str) -> PathBuf {
+    let src = fixtures().join("models").join(name);
+    let dst = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("loading-{tag}"));
+    let _ = std::fs::remove_dir_all(&dst);
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+    dst
+}
+
+/// The golden case's first-step logits and greedy tokens from the model in `dir`.
+fn run(dir: &Path, model_name: &str, case_name: &str) -> (Vec<f32>, Vec<u32>) {
+    let g = read_json(&fixtures().join(format!("goldens/{model_name}.json")));
+    let case = g["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == case_name)
+        .unwrap()
+        .clone();
+    let mut s = Session::new(Arc::new(Model::load(dir).unwrap()));
+    let req = request_for(&case, 24);
+    let logits = s.first_logits(&req).unwrap();
+    let out = s.generate(&req, Default::default()).unwrap();
+    assert_eq!(
+        out.tokens,
+        ids(&case["greedy"]["tokens"]),
+        "{}: {case_name}",
+        dir.display()
+    );
+    (logits, out.tokens)
+}
+
+type Owned = Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>;
+
+fn read_tensors(path: &Path) -> Owned {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut v: Owned = st
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.to_string(),
+                t.dtype(),
+                t.shape().to_vec(),
+                t.data().to_vec(),
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn write_tensors(path: &Path, tensors: &[(String, safetensors::Dtype, Vec<usize>, Vec<u8>)]) {
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+#[test]
+fn sharded_weights_with_index_give_the_same_model() {
+    let dir = copy_model("tiny-256m", "sharded");
+    let all = read_tensors(&dir.join("model.safetensors"));
+    std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+    let (a, b) = all.split_at(all.len() / 2);
+    write_tensors(&dir.join("model-00001-of-00002.safetensors"), a);
+    write_tensors(&dir.join("model-00002-of-00002.safetensors"), b);
+    let map: serde_json::Map<String, serde_json::Value> = a
+        .iter()
+        .map(|t| (t.0.clone(), "model-00001-of-00002.safetensors".into()))
+        .chain(
+            b.iter()
+                .map(|t| (t.0.clone(), "model-00002-of-00002.safetensors".into())),
+        )
+        .collect();
+    std::fs::write(
+        dir.join("model.safetensors.index.json"),
+        serde_json::json!({"metadata": {}, "weight_map": map}).to_string(),
+    )
+    .unwrap();
+    let (sharded, _) = run(&dir, "tiny-256m", "square_split");
+    let (single, _) = run(
+        &fixtures().join("models/tiny-256m"),
+        "tiny-256m",
+        "square_split",
+    );
+    assert_eq!(sharded, single);
+}
+
+#[test]
+fn nested_text_model_names_and_smolvlm_model_type_load() {
+    let dir = copy_model("tiny-instruct", "nested");
+    let path = dir.join("model.safetensors");
+    let renamed: Owned = read_tensors(&path)
+        .into_iter()
+        .map(|(n, d, s, b)| {
+            let n = if let Some(rest) = n.strip_prefix("model.text_model.") {
+                format!("model.text_model.model.{rest}")
+            } else if n == "lm_head.weight" {
+                "model.text_model.lm_head.weight".to_string()
+            } else {
+                n
+            };
+            (n, d, s, b)
+        })
+        .collect();
+    write_tensors(&path, &renamed);
+    let mut cfg = read_json(&dir.join("config.json"));
+    cfg["model_type"] = "smolvlm".into();
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let model = Model::load(&dir).unwrap();
+    assert!(
+        model.weight_layout.contains("model.text_model.model"),
+        "{}",
+        model.weight_layout
+    );
+    run(&dir, "tiny-instruct", "two_images");
+}
+
+#[test]
+fn same_seed_same_tokens() {
+    let model = Arc::new(Model::load(fixtures().join("models/tiny-256m")).unwrap());
+    let mut s = Session::new(model);
+    let mut req = Request::simple("Tell me something.", None, vec![]);
+    req.max_tokens = 16;
+    let gen = |s: &mut Session, seed: u64, req: &mut Request| {
+        req.sampling = SamplingParams {
+            temperature: 1.0,
+            top_k: 50,
+            top_p: 0.95,
+            repetition_penalty: 1.1,
+            seed,
+        };
+        s.generate(req, Default::default()).unwrap().tokens
+    };
+    let a = gen(&mut s, 7, &mut req);
+    assert_eq!(a, gen(&mut s, 7, &mut req));
+    assert_ne!(a, gen(&mut s, 8, &mut req));
+}
