@@ -2,24 +2,15 @@
 
 mod common;
 use common::*;
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 use smolvlm::{ErrorKind, Model, PixelFormat, Request, RgbImage, Session};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const MODEL: &str = "tiny-256m";
 
-/// A private copy of a fixture model directory.
 fn copy_model(tag: &str) -> PathBuf {
-    let src = fixtures().join("models").join(MODEL);
-    let dst = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("errors-{tag}"));
-    let _ = std::fs::remove_dir_all(&dst);
-    std::fs::create_dir_all(&dst).unwrap();
-    for e in std::fs::read_dir(&src).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-    }
-    dst
+    common::copy_model(MODEL, &format!("errors-{tag}"))
 }
 
 fn load_err(dir: &Path) -> smolvlm::Error {
@@ -30,26 +21,14 @@ fn load_err(dir: &Path) -> smolvlm::Error {
 }
 
 /// Rewrites model.safetensors through `edit(name, dtype, shape, bytes)`; None drops the tensor.
-fn rewrite_weights(
-    dir: &Path,
-    edit: impl Fn(&str, Dtype, Vec<usize>, Vec<u8>) -> Option<(Dtype, Vec<usize>, Vec<u8>)>,
-) {
+type Edit = Option<(Dtype, Vec<usize>, Vec<u8>)>;
+fn rewrite_weights(dir: &Path, edit: impl Fn(&str, Dtype, Vec<usize>, Vec<u8>) -> Edit) {
     let path = dir.join("model.safetensors");
-    let bytes = std::fs::read(&path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let kept: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = st
-        .iter()
-        .filter_map(|(n, v)| {
-            edit(n, v.dtype(), v.shape().to_vec(), v.data().to_vec())
-                .map(|(d, s, b)| (n.to_string(), d, s, b))
-        })
+    let kept: Tensors = read_tensors(&path)
+        .into_iter()
+        .filter_map(|(n, d, s, b)| edit(&n, d, s, b).map(|(d, s, b)| (n, d, s, b)))
         .collect();
-    let views: Vec<(String, TensorView)> = kept
-        .iter()
-        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
-    let out = safetensors::serialize(views, None).unwrap();
-    std::fs::write(&path, out).unwrap();
+    write_tensors(&path, &kept);
 }
 
 const T: &str = "model.text_model.norm.weight";

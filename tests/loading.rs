@@ -3,22 +3,9 @@
 
 mod common;
 use common::*;
-use safetensors::tensor::TensorView;
 use smolvlm::{Model, Request, SamplingParams, Session};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-
-fn copy_model(name: &str, tag: &str) -> PathBuf {
-    let src = fixtures().join("models").join(name);
-    let dst = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("loading-{tag}"));
-    let _ = std::fs::remove_dir_all(&dst);
-    std::fs::create_dir_all(&dst).unwrap();
-    for e in std::fs::read_dir(&src).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-    }
-    dst
-}
 
 /// The golden case's first-step logits and greedy tokens from the model in `dir`.
 fn run(dir: &Path, model_name: &str, case_name: &str) -> (Vec<f32>, Vec<u32>) {
@@ -43,37 +30,9 @@ fn run(dir: &Path, model_name: &str, case_name: &str) -> (Vec<f32>, Vec<u32>) {
     (logits, out.tokens)
 }
 
-type Owned = Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>;
-
-fn read_tensors(path: &Path) -> Owned {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut v: Owned = st
-        .iter()
-        .map(|(n, t)| {
-            (
-                n.to_string(),
-                t.dtype(),
-                t.shape().to_vec(),
-                t.data().to_vec(),
-            )
-        })
-        .collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
-}
-
-fn write_tensors(path: &Path, tensors: &[(String, safetensors::Dtype, Vec<usize>, Vec<u8>)]) {
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
-    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
-}
-
 #[test]
 fn sharded_weights_with_index_give_the_same_model() {
-    let dir = copy_model("tiny-256m", "sharded");
+    let dir = copy_model("tiny-256m", "loading-sharded");
     let all = read_tensors(&dir.join("model.safetensors"));
     std::fs::remove_file(dir.join("model.safetensors")).unwrap();
     let (a, b) = all.split_at(all.len() / 2);
@@ -103,9 +62,9 @@ fn sharded_weights_with_index_give_the_same_model() {
 
 #[test]
 fn nested_text_model_names_and_smolvlm_model_type_load() {
-    let dir = copy_model("tiny-instruct", "nested");
+    let dir = copy_model("tiny-instruct", "loading-nested");
     let path = dir.join("model.safetensors");
-    let renamed: Owned = read_tensors(&path)
+    let renamed: Tensors = read_tensors(&path)
         .into_iter()
         .map(|(n, d, s, b)| {
             let n = if let Some(rest) = n.strip_prefix("model.text_model.") {
