@@ -285,3 +285,28 @@ impl WeightStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bf16_and_f16_weights_are_read_in_place() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/tiny-256m");
+        let store = WeightStore::open(&dir).unwrap();
+        let t = store
+            .get("model.text_model.embed_tokens.weight", &[49280, 32])
+            .unwrap();
+        assert_eq!(t.dtype, DType::BF16);
+        assert!(t.is_mapped(), "bf16 embedding was copied");
+        let c = store
+            .get(
+                "model.connector.modality_projection.proj.weight",
+                &[32, 512],
+            )
+            .unwrap();
+        assert_eq!(c.dtype, DType::F16);
+        assert!(c.is_mapped());
+        assert!(matches!(c.view(), View::F16(s) if s.len() == 32 * 512));
+    }
+}
