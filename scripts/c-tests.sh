@@ -12,10 +12,11 @@ CFLAGS=(-std=c99 -Wall -Wextra -Werror -pedantic -Iinclude)
 
 # 1. The committed header is exactly what the pinned cbindgen generates.
 CBINDGEN_VERSION=0.29.2
-if ! cbindgen --version 2>/dev/null | grep -q "$CBINDGEN_VERSION"; then
+CBINDGEN="${CARGO_HOME:-$HOME/.cargo}/bin/cbindgen"
+if ! "$CBINDGEN" --version 2>/dev/null | grep -q "$CBINDGEN_VERSION"; then
   cargo install cbindgen --version "$CBINDGEN_VERSION" --locked -q
 fi
-cbindgen --quiet --config cbindgen.toml --crate smolvlm --output "$OUT/smolvlm.h" .
+"$CBINDGEN" --quiet --config cbindgen.toml --crate smolvlm --output "$OUT/smolvlm.h" .
 if ! diff -u include/smolvlm.h "$OUT/smolvlm.h"; then
   echo "c-tests: include/smolvlm.h is stale; regenerate it with cbindgen $CBINDGEN_VERSION" >&2
   exit 1
