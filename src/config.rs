@@ -438,7 +438,7 @@ pub fn load_image_processor_config(
         }
     };
     let image_std = triple("image_std")?;
-    if image_std.iter().any(|&s| s == 0.0) {
+    if image_std.contains(&0.0) {
         return Err(f.err("image_std", "must not contain 0"));
     }
     if tile_size < vision.patch_size {

@@ -144,12 +144,15 @@ pub struct Output {
     pub stats: Stats,
 }
 
+/// Receives each complete UTF-8 piece and the id of the token that completed it; false stops.
+pub type TokenHook<'a> = &'a mut (dyn FnMut(&str, u32) -> bool + Send);
+
 /// Hooks a caller can give a generation.
 #[derive(Default)]
 pub struct Hooks<'a> {
     /// Receives each complete UTF-8 piece and the id of the token that completed it;
     /// false stops generation.
-    pub on_token: Option<&'a mut (dyn FnMut(&str, u32) -> bool + Send)>,
+    pub on_token: Option<TokenHook<'a>>,
     /// Polled between tiles, layers and tokens; true cancels (the call returns a Cancelled error).
     pub cancel: Option<&'a (dyn Fn() -> bool + Sync)>,
 }

@@ -46,6 +46,7 @@ fn coeffs(in_size: usize, out_size: usize) -> Coeffs {
         let xmin = ((center - support + 0.5) as i64).max(0) as usize;
         let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize - xmin;
         let mut ww = 0.0;
+        #[allow(clippy::needless_range_loop)] // mirrors Resample.c's loop
         for x in 0..xmax {
             w[x] = lanczos((x as f64 + xmin as f64 - center + 0.5) * ss);
             ww += w[x];
