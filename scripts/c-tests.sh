@@ -67,7 +67,20 @@ rm -rf "$OUT/corrupt" && cp -r $MODEL "$OUT/corrupt"
 head -c 1000 $MODEL/model.safetensors > "$OUT/corrupt/model.safetensors"
 "$OUT/test_api" $MODEL tests/fixtures/images/square.ppm "$OUT/corrupt"
 
-# 6. valgrind: no errors, nothing definitely lost.
+# 6. An install with its pkg-config file gives a working build line.
+rm -rf "$OUT/prefix"
+bash scripts/install.sh "$OUT/prefix" >/dev/null
+export PKG_CONFIG_PATH="$PWD/$OUT/prefix/lib/pkgconfig"
+cc "${CFLAGS[@]}" examples/c/dropin_cli.c $(pkg-config --cflags --libs smolvlm) \
+  -Wl,-rpath,"$PWD/$OUT/prefix/lib" -o "$OUT/dropin_pkgconfig"
+"$OUT/dropin_pkgconfig" $MODEL - "Tell me a story." 16 "Be brief." > "$OUT/text.pkgconfig.txt"
+cmp "$OUT/text.rust.txt" "$OUT/text.pkgconfig.txt"
+pkg_static=$(pkg-config --static --libs-only-l smolvlm | sed 's/-lsmolvlm//')
+cc "${CFLAGS[@]}" examples/c/dropin_cli.c $(pkg-config --cflags smolvlm) "$OUT/prefix/lib/libsmolvlm.a" $pkg_static \
+  -o "$OUT/dropin_pkgconfig_static"
+"$OUT/dropin_pkgconfig_static" $MODEL - "Tell me a story." 16 "Be brief." | cmp - "$OUT/text.rust.txt"
+
+# 7. valgrind: no errors, nothing definitely lost.
 if command -v valgrind >/dev/null 2>&1; then
   valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
     "$OUT/dropin_repeat" $MODEL $IMAGE > "$OUT/valgrind.out" 2> "$OUT/valgrind.log" || {

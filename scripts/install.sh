@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds the C library and installs it under PREFIX (default /usr/local): include/smolvlm.h,
+# lib/libsmolvlm.{so,dylib,a} and lib/pkgconfig/smolvlm.pc (whose Libs.private lists what the
+# static archive needs), so C programs can build with `cc app.c $(pkg-config --cflags --libs smolvlm)`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PREFIX="${1:-${PREFIX:-/usr/local}}"
+mkdir -p "$PREFIX"
+PREFIX=$(cd "$PREFIX" && pwd)
+bash scripts/setup-system.sh
+cargo build -j"${JOBS:-2}" --release --locked --lib
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+# The system libraries the static archive needs, as rustc reports them.
+private=$(cargo rustc -q --release --locked --lib --crate-type staticlib -- --print native-static-libs 2>&1 \
+  | sed -n 's/.*native-static-libs: //p' | tail -1)
+case "$(uname -s)" in
+  Darwin) shared=libsmolvlm.dylib ;;
+  *) shared=libsmolvlm.so ;;
+esac
+install -d "$PREFIX/include" "$PREFIX/lib/pkgconfig"
+install -m 644 include/smolvlm.h "$PREFIX/include/smolvlm.h"
+install -m 755 "target/release/$shared" "$PREFIX/lib/$shared"
+install -m 644 target/release/libsmolvlm.a "$PREFIX/lib/libsmolvlm.a"
+cat > "$PREFIX/lib/pkgconfig/smolvlm.pc" <<PC
+prefix=$PREFIX
+libdir=\${prefix}/lib
+includedir=\${prefix}/include
+
+Name: smolvlm
+Description: CPU inference for SmolVLM vision-language models (C API)
+Version: $version
+Libs: -L\${libdir} -lsmolvlm
+Libs.private: $private
+Cflags: -I\${includedir}
+PC
+echo "installed smolvlm $version into $PREFIX"
