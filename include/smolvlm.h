@@ -376,7 +376,8 @@ enum smolvlm_status smolvlm_image_from_pixels(const uint8_t *pixels,
                                               smolvlm_image_t **out);
 
 /**
- * An image decoded from encoded bytes (PNG, JPEG, BMP, PNM, TGA, GIF, WebP, TIFF).
+ * An image decoded from encoded bytes (PNG, JPEG, BMP, PNM, GIF, WebP, TIFF; TGA, which has no
+ * signature, only through smolvlm_image_from_file).
  *
  * # Safety
  * `data` points to `len` readable bytes; `out` is writable.

@@ -95,14 +95,20 @@ impl RgbImage {
         })
     }
 
-    /// Decodes PNG, JPEG, BMP, PNM, TGA, GIF (first frame), WebP or TIFF bytes.
+    /// Decodes PNG, JPEG, BMP, PNM, TGA, GIF (first frame), WebP or TIFF bytes; `what` names the
+    /// source in errors, and its extension identifies formats without a signature (TGA).
     pub fn decode(bytes: &[u8], what: &str) -> Result<RgbImage> {
         #[cfg(feature = "libjpeg-turbo")]
         if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
             return decode_jpeg_turbo(bytes, what);
         }
-        let img = image::load_from_memory(bytes)
-            .map_err(|e| Error::image(format!("{what}: cannot decode image: {e}")))?;
+        // Formats without a magic number (TGA) are known by the file extension only.
+        let by_name = image::ImageFormat::from_path(what).ok();
+        let img = match (image::guess_format(bytes), by_name) {
+            (Err(_), Some(fmt)) => image::load_from_memory_with_format(bytes, fmt),
+            _ => image::load_from_memory(bytes),
+        }
+        .map_err(|e| Error::image(format!("{what}: cannot decode image: {e}")))?;
         let (w, h) = (img.width() as usize, img.height() as usize);
         let wrap = |e: Error| Error::new(e.kind, format!("{what}: {}", e.message));
         if img.color().has_alpha() {

@@ -399,7 +399,8 @@ pub unsafe extern "C" fn smolvlm_image_from_pixels(
     })
 }
 
-/// An image decoded from encoded bytes (PNG, JPEG, BMP, PNM, TGA, GIF, WebP, TIFF).
+/// An image decoded from encoded bytes (PNG, JPEG, BMP, PNM, GIF, WebP, TIFF; TGA, which has no
+/// signature, only through smolvlm_image_from_file).
 ///
 /// # Safety
 /// `data` points to `len` readable bytes; `out` is writable.

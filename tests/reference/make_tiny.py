@@ -115,7 +115,8 @@ def make_images(out):
         return im
 
     scene(96, 96, 1).save(os.path.join(out, "square.png"))
-    scene(96, 96, 1).save(os.path.join(out, "square.ppm"))  # the same pixels, for the C tests
+    for ext in ("ppm", "tga", "tiff"):  # the same pixels in other lossless formats
+        scene(96, 96, 1).save(os.path.join(out, f"square.{ext}"))
     scene(200, 90, 2).save(os.path.join(out, "wide.jpg"), quality=90)
     scene(70, 150, 3).save(os.path.join(out, "tall.png"))
     scene(20, 13, 4).save(os.path.join(out, "tiny.png"))

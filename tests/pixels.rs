@@ -1,4 +1,5 @@
-//! Pillow LANCZOS, bit for bit: hashes of Pillow's output (tests/reference/resize_goldens.py).
+//! Pixel parity with Pillow: LANCZOS bit for bit (hashes from tests/reference/resize_goldens.py),
+//! and every lossless format decoding to the same pixels.
 
 mod common;
 use common::*;
@@ -47,4 +48,19 @@ fn lanczos_matches_pillow_bit_for_bit() {
         "differ from Pillow {}: {bad:?}",
         g["pillow_version"]
     );
+}
+
+#[test]
+fn lossless_formats_decode_to_the_same_pixels() {
+    let open = |f: &str| smolvlm::RgbImage::open(&fixtures().join("images").join(f)).unwrap();
+    let png = open("square.png");
+    for f in ["square.ppm", "square.tga", "square.tiff"] {
+        assert!(open(f) == png, "{f} decodes differently from square.png");
+    }
+    // The JPEG path (libjpeg-turbo) is checked against Pillow through the wide_jpeg goldens.
+    let bytes = std::fs::read(fixtures().join("images/wide.jpg")).unwrap();
+    let jpeg = smolvlm::RgbImage::decode(&bytes, "wide.jpg").unwrap();
+    assert_eq!((jpeg.width, jpeg.height), (200, 90));
+    let e = smolvlm::RgbImage::decode(&bytes[..20], "cut.jpg").unwrap_err();
+    assert!(e.message.contains("cut.jpg"), "{e}");
 }
