@@ -353,17 +353,17 @@ pub fn load_model_config(dir: &Path) -> Result<ModelConfig> {
         }
     };
 
+    // generate() stops on generation_config's eos ids; only without that file do the model
+    // config's ids apply (GenerationConfig.from_model_config).
     let mut eos = gen
         .as_ref()
         .map(|g| ids(g.get("eos_token_id")))
         .unwrap_or_default();
-    for id in ids(cfg.get("eos_token_id")).into_iter().chain(ids(cfg
-        .get("text_config")
-        .and_then(|t| t.get("eos_token_id"))))
-    {
-        if !eos.contains(&id) {
-            eos.push(id);
-        }
+    if eos.is_empty() {
+        eos = ids(cfg.get("eos_token_id"));
+    }
+    if eos.is_empty() {
+        eos = ids(cfg.get("text_config").and_then(|t| t.get("eos_token_id")));
     }
     Ok(ModelConfig {
         architecture,

@@ -110,3 +110,13 @@ fn same_seed_same_tokens() {
     assert_eq!(a, gen(&mut s, 7, &mut req));
     assert_ne!(a, gen(&mut s, 8, &mut req));
 }
+
+#[test]
+fn stop_ids_come_from_generation_config_as_in_generate() {
+    let m = Model::load(fixtures().join("models/tiny-256m")).unwrap();
+    // config.json's text_config says eos 2; generate() only stops on generation_config's ids.
+    assert_eq!(m.eos_token_ids(), &[49279]);
+    let dir = copy_model("tiny-256m", "loading-no-genconfig");
+    std::fs::remove_file(dir.join("generation_config.json")).unwrap();
+    assert_eq!(Model::load(&dir).unwrap().eos_token_ids(), &[2]);
+}
