@@ -23,3 +23,6 @@ cargo test -j"$JOBS" --release --locked
 
 # The C ABI: header freshness, drop-in and extended API programs, C++ include, valgrind.
 bash scripts/c-tests.sh
+
+# The Python binding (ctypes, stdlib only) against the same library.
+"$VENV/bin/python" tests/python/test_binding.py
