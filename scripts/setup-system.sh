@@ -12,10 +12,11 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)   # builds the vendored lib
 command -v nasm >/dev/null 2>&1 || missing+=(nasm)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+command -v go >/dev/null 2>&1 || missing+=(golang-go)   # the Go binding's tests
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "setup: please install: ${missing[*]} (OpenBLAS, pkg-config, a C/C++ compiler, cmake, nasm)" >&2
+    echo "setup: please install: ${missing[*]} (OpenBLAS, pkg-config, a C/C++ compiler, cmake, nasm, valgrind, Go)" >&2
     exit 1
   fi
   SUDO=""

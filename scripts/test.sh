@@ -26,3 +26,8 @@ bash scripts/c-tests.sh
 
 # The Python binding (ctypes, stdlib only) against the same library.
 "$VENV/bin/python" tests/python/test_binding.py
+
+# The Go binding (cgo), linked through the smolvlm.pc that scripts/c-tests.sh installed.
+prefix="$PWD/target/c-tests/prefix"
+(cd bindings/go && PKG_CONFIG_PATH="$prefix/lib/pkgconfig" LD_LIBRARY_PATH="$prefix/lib" go vet ./... \
+  && PKG_CONFIG_PATH="$prefix/lib/pkgconfig" LD_LIBRARY_PATH="$prefix/lib" go test -count=1 -race ./...)

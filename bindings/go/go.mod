@@ -1,0 +1,3 @@
+module github.com/smolvlm-rs/smolvlm-go
+
+go 1.19

@@ -1,0 +1,328 @@
+// Package smolvlm is the Go binding of the smolvlm C library (CPU inference for SmolVLM).
+//
+//	model, err := smolvlm.LoadModel("SmolVLM-256M-Instruct", nil)
+//	defer model.Close()
+//	ctx, err := model.NewContext()
+//	defer ctx.Close()
+//	img, err := smolvlm.ImageFromFile("photo.jpg")
+//	text, err := ctx.Generate(smolvlm.Request{Prompt: "Describe this image.", Images: []*smolvlm.Image{img}})
+//
+// The library is found through pkg-config (`scripts/install.sh PREFIX` writes smolvlm.pc). A Model is
+// safe for concurrent use; a Context is used by one goroutine at a time (ErrBusy otherwise).
+package smolvlm
+
+/*
+#cgo pkg-config: smolvlm
+#include <stdlib.h>
+#include "smolvlm.h"
+
+bool smolvlmGoPiece(char *piece, size_t len, int32_t token, void *user_data);
+bool smolvlmGoAbort(void *user_data);
+bool smolvlmGoProgress(float fraction, void *user_data);
+*/
+import "C"
+
+import (
+	"encoding/json"
+
+	"fmt"
+	"runtime"
+	"runtime/cgo"
+	"unsafe"
+)
+
+// Status is the C library's status code.
+type Status int
+
+const (
+	StatusOK Status = iota
+	StatusNullArg
+	StatusInvalidArg
+	StatusIO
+	StatusBadModel
+	StatusBadImage
+	StatusCancelled
+	StatusBusy
+	StatusOOM
+	StatusPanic
+)
+
+// Error is a failed call: the status and the library's message.
+type Error struct {
+	Status  Status
+	Message string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("smolvlm: %s: %s", C.GoString(C.smolvlm_status_str(C.int32_t(e.Status))), e.Message)
+}
+
+// ErrCancelled and ErrBusy match errors.Is for the statuses of the same name.
+var (
+	ErrCancelled = &Error{Status: StatusCancelled}
+	ErrBusy      = &Error{Status: StatusBusy}
+)
+
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Status == e.Status
+}
+
+// check must run on the thread that made the call (the last error is per thread).
+// (cgo gives C enum return values the type uint32.)
+func check(s uint32) error {
+	if s == 0 {
+		return nil
+	}
+	return &Error{Status: Status(s), Message: C.GoString(C.smolvlm_last_error())}
+}
+
+// Version is the loaded library's version.
+func Version() string { return C.GoString(C.smolvlm_version()) }
+
+// SystemInfo says which kernels the library runs on this machine.
+func SystemInfo() string { return C.GoString(C.smolvlm_system_info()) }
+
+// handleArg stores a cgo.Handle in C memory so it can travel as a void* user_data.
+func handleArg(v interface{}) (unsafe.Pointer, func()) {
+	h := cgo.NewHandle(v)
+	p := C.malloc(C.size_t(unsafe.Sizeof(C.uintptr_t(0))))
+	*(*C.uintptr_t)(p) = C.uintptr_t(h)
+	return p, func() { C.free(p); h.Delete() }
+}
+
+func fromArg(p unsafe.Pointer) interface{} {
+	return cgo.Handle(*(*C.uintptr_t)(p)).Value()
+}
+
+// Model is a loaded model directory.
+type Model struct{ p *C.smolvlm_model_t }
+
+// LoadModel loads a model directory. progress (may be nil) gets the fraction done; returning false
+// cancels with ErrCancelled.
+func LoadModel(dir string, progress func(float32) bool) (*Model, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cdir := C.CString(dir)
+	defer C.free(unsafe.Pointer(cdir))
+	var params C.smolvlm_model_params
+	C.smolvlm_model_params_default(&params)
+	if progress != nil {
+		arg, release := handleArg(progress)
+		defer release()
+		params.progress = C.smolvlm_progress_cb(C.smolvlmGoProgress)
+		params.user_data = arg
+	}
+	var m *C.smolvlm_model_t
+	if err := check(C.smolvlm_model_load(cdir, &params, &m)); err != nil {
+		return nil, err
+	}
+	model := &Model{p: m}
+	runtime.SetFinalizer(model, (*Model).Close)
+	return model, nil
+}
+
+// Close releases the model (contexts keep their own reference). Safe to call twice.
+func (m *Model) Close() error {
+	if m.p != nil {
+		C.smolvlm_model_free(m.p)
+		m.p = nil
+	}
+	return nil
+}
+
+// Context holds a generation's state; use it from one goroutine at a time.
+type Context struct{ p *C.smolvlm_ctx_t }
+
+// NewContext creates a context on the model.
+func (m *Model) NewContext() (*Context, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var c *C.smolvlm_ctx_t
+	if err := check(C.smolvlm_ctx_new(m.p, &c)); err != nil {
+		return nil, err
+	}
+	ctx := &Context{p: c}
+	runtime.SetFinalizer(ctx, (*Context).Close)
+	return ctx, nil
+}
+
+// Close releases the context. Safe to call twice.
+func (c *Context) Close() error {
+	if c.p != nil {
+		C.smolvlm_free(c.p)
+		c.p = nil
+	}
+	return nil
+}
+
+// Image is an 8-bit RGB image held by the library.
+type Image struct{ p *C.smolvlm_image_t }
+
+func newImage(p *C.smolvlm_image_t) *Image {
+	img := &Image{p: p}
+	runtime.SetFinalizer(img, (*Image).Close)
+	return img
+}
+
+// ImageFromFile decodes an image file.
+func ImageFromFile(path string) (*Image, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	var p *C.smolvlm_image_t
+	if err := check(C.smolvlm_image_from_file(cpath, &p)); err != nil {
+		return nil, err
+	}
+	return newImage(p), nil
+}
+
+// ImageFromBytes decodes encoded image bytes (PNG, JPEG, ...).
+func ImageFromBytes(data []byte) (*Image, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if len(data) == 0 {
+		return nil, &Error{Status: StatusBadImage, Message: "image data is empty"}
+	}
+	var p *C.smolvlm_image_t
+	if err := check(C.smolvlm_image_from_bytes((*C.uint8_t)(unsafe.Pointer(&data[0])), C.size_t(len(data)), &p)); err != nil {
+		return nil, err
+	}
+	return newImage(p), nil
+}
+
+// ImageFromPixels copies raw RGB (channels 3) or RGBA (channels 4) rows of stride bytes.
+func ImageFromPixels(pixels []byte, width, height, channels, stride int) (*Image, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	format := map[int]C.int32_t{3: 0, 4: 1}
+	f, ok := format[channels]
+	if !ok || len(pixels) == 0 {
+		return nil, &Error{Status: StatusInvalidArg, Message: "channels must be 3 or 4 and pixels non-empty"}
+	}
+	var p *C.smolvlm_image_t
+	if err := check(C.smolvlm_image_from_pixels((*C.uint8_t)(unsafe.Pointer(&pixels[0])), C.uint32_t(width),
+		C.uint32_t(height), C.size_t(stride), f, &p)); err != nil {
+		return nil, err
+	}
+	return newImage(p), nil
+}
+
+// Close releases the image. Safe to call twice.
+func (i *Image) Close() error {
+	if i.p != nil {
+		C.smolvlm_image_free(i.p)
+		i.p = nil
+	}
+	return nil
+}
+
+// Request describes one generation. Messages (HF chat format), when set, replace Prompt and
+// SystemPrompt; its image entries take Images in order.
+type Request struct {
+	Prompt       string
+	SystemPrompt string
+	Messages     []map[string]interface{}
+	Images       []*Image
+	MaxTokens    int // 0 = 256
+	Temperature  float32
+	TopK         int
+	TopP         float32 // 0 = 1 (off)
+	Seed         uint64
+	Threads      int
+	// OnPiece receives complete UTF-8 pieces; returning false stops generation.
+	OnPiece func(piece string) bool
+	// Abort is polled between tiles, layers and tokens; true cancels with ErrCancelled.
+	Abort func() bool
+}
+
+type callbacks struct {
+	onPiece func(string) bool
+	abort   func() bool
+}
+
+// Generate runs a request and returns the text.
+func (c *Context) Generate(r Request) (string, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var p C.smolvlm_generate_params
+	C.smolvlm_generate_params_default(&p)
+	if r.MaxTokens != 0 {
+		p.max_tokens = C.int32_t(r.MaxTokens)
+	}
+	p.temperature = C.float(r.Temperature)
+	p.top_k = C.int32_t(r.TopK)
+	if r.TopP != 0 {
+		p.top_p = C.float(r.TopP)
+	}
+	p.seed = C.uint64_t(r.Seed)
+	p.n_threads = C.int32_t(r.Threads)
+	if r.OnPiece != nil || r.Abort != nil {
+		arg, release := handleArg(&callbacks{onPiece: r.OnPiece, abort: r.Abort})
+		defer release()
+		p.user_data = arg
+		if r.OnPiece != nil {
+			p.on_piece = C.smolvlm_piece_cb(C.smolvlmGoPiece)
+		}
+		if r.Abort != nil {
+			p.should_abort = C.smolvlm_abort_cb(C.smolvlmGoAbort)
+		}
+	}
+	var imgs **C.smolvlm_image_t
+	if len(r.Images) > 0 {
+		arr := C.malloc(C.size_t(len(r.Images)) * C.size_t(unsafe.Sizeof(uintptr(0))))
+		defer C.free(arr)
+		list := unsafe.Slice((**C.smolvlm_image_t)(arr), len(r.Images))
+		for i, img := range r.Images {
+			list[i] = img.p
+		}
+		imgs = (**C.smolvlm_image_t)(arr)
+	}
+	var out *C.char
+	var status uint32
+	if r.Messages != nil {
+		js, err := json.Marshal(r.Messages)
+		if err != nil {
+			return "", err
+		}
+		cjs := C.CString(string(js))
+		defer C.free(unsafe.Pointer(cjs))
+		status = C.smolvlm_ctx_generate_chat(c.p, cjs, imgs, C.size_t(len(r.Images)), &p, &out)
+	} else {
+		cprompt := C.CString(r.Prompt)
+		defer C.free(unsafe.Pointer(cprompt))
+		var csys *C.char
+		if r.SystemPrompt != "" {
+			csys = C.CString(r.SystemPrompt)
+			defer C.free(unsafe.Pointer(csys))
+		}
+		status = C.smolvlm_ctx_generate(c.p, cprompt, csys, imgs, C.size_t(len(r.Images)), &p, &out)
+	}
+	runtime.KeepAlive(r.Images)
+	if err := check(status); err != nil {
+		return "", err
+	}
+	defer C.smolvlm_string_free(out)
+	return C.GoString(out), nil
+}
+
+// Stats are the timings and counts of a context's last generation.
+type Stats struct {
+	LoadMs, EncodeMs, PrefillMs, DecodeMs, DecodeTokensPerS, TotalMs float64
+	Tiles, PrefillTokens, DecodeTokens                               int
+}
+
+// Stats returns the statistics of the last successful Generate.
+func (c *Context) Stats() (Stats, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var s C.smolvlm_stats
+	s.size = C.size_t(unsafe.Sizeof(s))
+	if err := check(C.smolvlm_ctx_get_stats(c.p, &s)); err != nil {
+		return Stats{}, err
+	}
+	return Stats{float64(s.load_ms), float64(s.encode_ms), float64(s.prefill_ms), float64(s.decode_ms),
+		float64(s.decode_tokens_per_s), float64(s.total_ms), int(s.tiles), int(s.prefill_tokens),
+		int(s.decode_tokens)}, nil
+}

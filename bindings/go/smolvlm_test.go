@@ -1,0 +1,154 @@
+package smolvlm
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var (
+	root   = filepath.Join("..", "..")
+	model  = filepath.Join(root, "tests", "fixtures", "models", "tiny-256m")
+	images = filepath.Join(root, "tests", "fixtures", "images")
+)
+
+func cliText(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(root, "target", "release", "smolvlm"),
+		append([]string{"-d", model, "--json", "--silent"}, args...)...)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("cli: %v", err)
+	}
+	var j struct{ Text string }
+	if err := json.Unmarshal(out, &j); err != nil {
+		t.Fatal(err)
+	}
+	return j.Text
+}
+
+func load(t *testing.T) (*Model, *Context) {
+	t.Helper()
+	m, err := LoadModel(model, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.NewContext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, c
+}
+
+func TestTextAndImagesMatchCLI(t *testing.T) {
+	m, c := load(t)
+	defer m.Close()
+	defer c.Close()
+	got, err := c.Generate(Request{Prompt: "Tell me a story.", MaxTokens: 16})
+	if err != nil || got != cliText(t, "-p", "Tell me a story.", "--max-tokens", "16") {
+		t.Fatalf("text-only: %q %v", got, err)
+	}
+	png := filepath.Join(images, "square.png")
+	want := cliText(t, "-i", png, "-p", "What is it?", "--max-tokens", "12")
+	raw, _ := os.ReadFile(png)
+	ppm, _ := os.ReadFile(filepath.Join(images, "square.ppm"))
+	// Binary PPM: "P6", width, height, maxval separated by single whitespace, then the pixels.
+	fields := bytes.Fields(ppm[:32])
+	var w, h int
+	fmt.Sscan(string(fields[1]), &w)
+	fmt.Sscan(string(fields[2]), &h)
+	pixels := ppm[len(ppm)-w*h*3:]
+	fromFile, err1 := ImageFromFile(png)
+	fromBytes, err2 := ImageFromBytes(raw)
+	fromPixels, err3 := ImageFromPixels(pixels, w, h, 3, w*3)
+	for _, err := range []error{err1, err2, err3} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, img := range []*Image{fromFile, fromBytes, fromPixels} {
+		got, err := c.Generate(Request{Prompt: "What is it?", Images: []*Image{img}, MaxTokens: 12})
+		if err != nil || got != want {
+			t.Fatalf("image source %d: %q, want %q (%v)", i, got, want, err)
+		}
+	}
+	s, err := c.Stats()
+	if err != nil || s.Tiles != 17 || s.DecodeTokens == 0 {
+		t.Fatalf("stats %+v %v", s, err)
+	}
+}
+
+func TestStreamingStopAndCancel(t *testing.T) {
+	m, c := load(t)
+	defer m.Close()
+	defer c.Close()
+	var sb strings.Builder
+	text, err := c.Generate(Request{Prompt: "Tell me a story.", MaxTokens: 16,
+		OnPiece: func(p string) bool { sb.WriteString(p); return true }})
+	if err != nil || sb.String() != text {
+		t.Fatalf("pieces %q vs text %q (%v)", sb.String(), text, err)
+	}
+	n := 0
+	_, err = c.Generate(Request{Prompt: "Tell me a story.", MaxTokens: 16,
+		OnPiece: func(string) bool { n++; return true }, Abort: func() bool { return n >= 3 }})
+	if !errors.Is(err, ErrCancelled) || n != 3 {
+		t.Fatalf("cancel: %v after %d pieces", err, n)
+	}
+	if _, err := LoadModel(model, func(float32) bool { return false }); !errors.Is(err, ErrCancelled) {
+		t.Fatalf("load cancel: %v", err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	_, err := LoadModel("/nonexistent/model", nil)
+	var e *Error
+	if !errors.As(err, &e) || e.Status != StatusIO || !strings.Contains(e.Message, "/nonexistent/model") {
+		t.Fatalf("missing dir: %v", err)
+	}
+	if _, err := ImageFromBytes([]byte("not an image")); !errors.As(err, &e) || e.Status != StatusBadImage {
+		t.Fatalf("bad bytes: %v", err)
+	}
+	m, c := load(t)
+	defer m.Close()
+	defer c.Close()
+	if _, err := c.Generate(Request{Prompt: "  "}); !errors.As(err, &e) || e.Status != StatusInvalidArg {
+		t.Fatalf("empty prompt: %v", err)
+	}
+}
+
+func TestOneModelManyGoroutines(t *testing.T) {
+	m, c := load(t)
+	defer m.Close()
+	defer c.Close()
+	want, err := c.Generate(Request{Prompt: "Tell me a story.", MaxTokens: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	got := make([]string, 3)
+	for i := range got {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			ctx, err := m.NewContext()
+			if err != nil {
+				return
+			}
+			defer ctx.Close()
+			got[i], _ = ctx.Generate(Request{Prompt: "Tell me a story.", MaxTokens: 12})
+		}(i)
+	}
+	wg.Wait()
+	for i, g := range got {
+		if !bytes.Equal([]byte(g), []byte(want)) {
+			t.Fatalf("goroutine %d: %q, want %q", i, g, want)
+		}
+	}
+}
