@@ -129,9 +129,9 @@ typedef enum smolvlm_pixel_format {
 } smolvlm_pixel_format;
 
 /**
- * A generation context: KV cache, scratch, statistics, and (for the drop-in API) the token
- * callback. Use one context from one thread at a time; a second thread entering a busy
- * context gets SMOLVLM_STATUS_BUSY. Holds a reference to its model.
+ * A generation context: KV cache, scratch memory, its own thread pool, statistics, and (for
+ * the drop-in API) the token callback. Use one context from one thread at a time; a second
+ * thread entering a busy context gets SMOLVLM_STATUS_BUSY. Holds a reference to its model.
  */
 typedef struct smolvlm_ctx smolvlm_ctx;
 
@@ -196,7 +196,8 @@ typedef struct smolvlm_generate_params {
    */
   size_t size;
   /**
-   * Threads for this context; 0 = all CPUs (default).
+   * Threads for this context (its own pool; other contexts are not affected); 0 = all CPUs
+   * (default).
    */
   int32_t n_threads;
   /**
@@ -273,6 +274,10 @@ typedef struct smolvlm_stats {
    */
   double decode_tokens_per_s;
   double total_ms;
+  /**
+   * Threads the call ran on (the context's own pool).
+   */
+  int32_t threads;
 } smolvlm_stats;
 
 /**
@@ -289,6 +294,10 @@ extern "C" {
  * Sends the library's diagnostics to `cb` (NULL: silence, the default). Messages at every
  * level are delivered; filter in the callback. Process-wide; thread-safe; `cb` may be called
  * from any thread that uses the library.
+ *
+ * # Safety
+ * `cb` is NULL or a function safe to call from any thread with `user_data` until it is
+ * replaced by another smolvlm_log_set call.
  */
 void smolvlm_log_set(smolvlm_log_cb cb, void *user_data);
 
@@ -310,7 +319,8 @@ const char *smolvlm_status_str(int32_t status);
 const char *smolvlm_version(void);
 
 /**
- * Which kernels run on this machine (SIMD level, BLAS). Static; do not free.
+ * Which kernels this build and CPU run (SIMD variants supported and chosen by default, BLAS,
+ * CPUs). Static; do not free.
  */
 const char *smolvlm_system_info(void);
 
@@ -360,47 +370,6 @@ void smolvlm_model_free(smolvlm_model_t *model);
  * `model` is a live model; `out` is writable.
  */
 enum smolvlm_status smolvlm_ctx_new(const smolvlm_model_t *model, smolvlm_ctx_t **out);
-
-/**
- * An image from raw pixels: `height` rows of `stride` bytes, each starting with `width` pixels
- * in `format` (a smolvlm_pixel_format). The pixels are copied. Release with smolvlm_image_free.
- *
- * # Safety
- * `pixels` points to at least stride·(height−1) + width·channels readable bytes; `out` is writable.
- */
-enum smolvlm_status smolvlm_image_from_pixels(const uint8_t *pixels,
-                                              uint32_t width,
-                                              uint32_t height,
-                                              size_t stride,
-                                              int32_t format,
-                                              smolvlm_image_t **out);
-
-/**
- * An image decoded from encoded bytes (PNG, JPEG, BMP, PNM, GIF, WebP, TIFF; TGA, which has no
- * signature, only through smolvlm_image_from_file).
- *
- * # Safety
- * `data` points to `len` readable bytes; `out` is writable.
- */
-enum smolvlm_status smolvlm_image_from_bytes(const uint8_t *data,
-                                             size_t len,
-                                             smolvlm_image_t **out);
-
-/**
- * An image read and decoded from a file.
- *
- * # Safety
- * `path` is a NUL-terminated string; `out` is writable.
- */
-enum smolvlm_status smolvlm_image_from_file(const char *path, smolvlm_image_t **out);
-
-/**
- * Releases an image. NULL is ignored.
- *
- * # Safety
- * `image` is NULL or from a smolvlm_image_* constructor and not yet freed.
- */
-void smolvlm_image_free(smolvlm_image_t *image);
 
 /**
  * Releases a string returned through an `out_text` parameter. NULL is ignored.
@@ -493,6 +462,47 @@ char *smolvlm_generate(smolvlm_ctx_t *ctx,
                        const char *prompt,
                        const char *system_prompt,
                        int max_tokens);
+
+/**
+ * An image from raw pixels: `height` rows of `stride` bytes, each starting with `width` pixels
+ * in `format` (a smolvlm_pixel_format). The pixels are copied. Release with smolvlm_image_free.
+ *
+ * # Safety
+ * `pixels` points to at least stride·(height−1) + width·channels readable bytes; `out` is writable.
+ */
+enum smolvlm_status smolvlm_image_from_pixels(const uint8_t *pixels,
+                                              uint32_t width,
+                                              uint32_t height,
+                                              size_t stride,
+                                              int32_t format,
+                                              smolvlm_image_t **out);
+
+/**
+ * An image decoded from encoded bytes (PNG, JPEG, BMP, PNM, GIF, WebP, TIFF; TGA, which has no
+ * signature, only through smolvlm_image_from_file).
+ *
+ * # Safety
+ * `data` points to `len` readable bytes; `out` is writable.
+ */
+enum smolvlm_status smolvlm_image_from_bytes(const uint8_t *data,
+                                             size_t len,
+                                             smolvlm_image_t **out);
+
+/**
+ * An image read and decoded from a file.
+ *
+ * # Safety
+ * `path` is a NUL-terminated string; `out` is writable.
+ */
+enum smolvlm_status smolvlm_image_from_file(const char *path, smolvlm_image_t **out);
+
+/**
+ * Releases an image. NULL is ignored.
+ *
+ * # Safety
+ * `image` is NULL or from a smolvlm_image_* constructor and not yet freed.
+ */
+void smolvlm_image_free(smolvlm_image_t *image);
 
 extern void openblas_set_num_threads(int n);
 

@@ -7,15 +7,24 @@ use crate::error::{Error, Result};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
+/// `vision_config` (Idefics3VisionConfig): the SigLIP encoder.
 #[derive(Debug, Clone)]
 pub struct VisionConfig {
+    /// Width of the encoder.
     pub hidden_size: usize,
+    /// Width of the MLP.
     pub intermediate_size: usize,
+    /// Encoder layers.
     pub num_hidden_layers: usize,
+    /// Attention heads.
     pub num_attention_heads: usize,
+    /// Input channels (3).
     pub num_channels: usize,
+    /// Tile side in pixels.
     pub image_size: usize,
+    /// Patch side in pixels.
     pub patch_size: usize,
+    /// LayerNorm epsilon.
     pub layer_norm_eps: f32,
 }
 
@@ -24,30 +33,46 @@ impl VisionConfig {
     pub fn patches_per_side(&self) -> usize {
         self.image_size / self.patch_size
     }
+    /// Patches per tile.
     pub fn num_patches(&self) -> usize {
         self.patches_per_side() * self.patches_per_side()
     }
+    /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
     }
 }
 
+/// `text_config` (LlamaConfig): the decoder.
 #[derive(Debug, Clone)]
 pub struct TextConfig {
+    /// Width of the residual stream.
     pub hidden_size: usize,
+    /// Width of the SwiGLU MLP.
     pub intermediate_size: usize,
+    /// Decoder layers.
     pub num_hidden_layers: usize,
+    /// Query heads.
     pub num_attention_heads: usize,
+    /// Key/value heads (fewer than query heads: grouped-query attention).
     pub num_key_value_heads: usize,
+    /// Width of one head.
     pub head_dim: usize,
+    /// RMSNorm epsilon.
     pub rms_norm_eps: f32,
+    /// RoPE base.
     pub rope_theta: f32,
+    /// Context length.
     pub max_position_embeddings: usize,
+    /// Rows of the embedding and the output head.
     pub vocab_size: usize,
+    /// Biases on q/k/v/o.
     pub attention_bias: bool,
+    /// Biases on the MLP projections.
     pub mlp_bias: bool,
 }
 
+/// The kind of model a directory holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
     /// Idefics3 / SmolVLM: vision encoder + connector + Llama decoder.
@@ -56,15 +81,24 @@ pub enum Architecture {
     TextOnly,
 }
 
+/// `config.json` with `generation_config.json`'s stop ids.
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
+    /// Vision-language or text-only.
     pub architecture: Architecture,
+    /// `model_type` as written ("idefics3", "smolvlm", "llama").
     pub model_type: String,
+    /// The vision encoder, for vision-language models.
     pub vision: Option<VisionConfig>,
+    /// The decoder.
     pub text: TextConfig,
+    /// Pixel-shuffle factor of the connector (1 for text-only models).
     pub scale_factor: usize,
+    /// The `<image>` token, for vision-language models.
     pub image_token_id: Option<u32>,
+    /// Whether the output head is the embedding matrix.
     pub tie_word_embeddings: bool,
+    /// The ids that end generation.
     pub eos_token_ids: Vec<u32>,
 }
 
@@ -170,16 +204,24 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// Token ids given as an int or a list of ints (generation_config's `eos_token_id`).
-fn ids(v: Option<&Value>) -> Vec<u32> {
-    match v {
-        Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| x.as_u64())
-            .map(|x| x as u32)
-            .collect(),
-        _ => vec![],
+/// Token ids given as an int or a list of ints (`eos_token_id`); null or absent = none.
+fn ids(obj: &Value, key: &str, file: &Path, section: &str) -> Result<Vec<u32>> {
+    let f = Fields { obj, file, section };
+    let one = |x: &Value| {
+        x.as_u64()
+            .filter(|&n| n <= u32::MAX as u64)
+            .map(|n| n as u32)
+            .ok_or_else(|| {
+                f.err(
+                    key,
+                    &format!("must hold token ids (integers >= 0), found {x}"),
+                )
+            })
+    };
+    match f.get(key) {
+        None => Ok(vec![]),
+        Some(Value::Array(a)) => a.iter().map(one).collect(),
+        Some(x) => one(x).map(|i| vec![i]),
     }
 }
 
@@ -205,18 +247,34 @@ fn text_config(f: &Fields, is_vlm: bool) -> Result<TextConfig> {
     let mut rope_theta = f.f64("rope_theta", 10000.0)?;
     let mut rope_type = "default".to_string();
     for key in ["rope_parameters", "rope_scaling"] {
-        if let Some(p) = f.get(key).filter(|v| v.is_object()) {
-            if let Some(t) = p.get("rope_theta").and_then(|v| v.as_f64()) {
-                rope_theta = t;
-            }
-            if let Some(t) = p
-                .get("rope_type")
-                .or_else(|| p.get("type"))
-                .and_then(|v| v.as_str())
-            {
-                rope_type = t.to_string();
+        let Some(p) = f.get(key) else { continue };
+        if !p.is_object() {
+            return Err(f.err(key, &format!("must be an object, found {p}")));
+        }
+        let sub = Fields {
+            obj: p,
+            file: f.file,
+            section: &if f.section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{}.{key}", f.section)
+            },
+        };
+        if sub.get("rope_theta").is_some() {
+            rope_theta = sub.f64("rope_theta", rope_theta)?;
+        }
+        for tkey in ["rope_type", "type"] {
+            if let Some(t) = sub.get(tkey) {
+                rope_type = t
+                    .as_str()
+                    .ok_or_else(|| sub.err(tkey, &format!("must be a string, found {t}")))?
+                    .to_string();
+                break;
             }
         }
+    }
+    if rope_theta <= 0.0 {
+        return Err(f.err("rope_theta", &format!("must be > 0, found {rope_theta}")));
     }
     if rope_type != "default" {
         return Err(f.err(
@@ -355,15 +413,17 @@ pub fn load_model_config(dir: &Path) -> Result<ModelConfig> {
 
     // generate() stops on generation_config's eos ids; only without that file do the model
     // config's ids apply (GenerationConfig.from_model_config).
-    let mut eos = gen
-        .as_ref()
-        .map(|g| ids(g.get("eos_token_id")))
-        .unwrap_or_default();
+    let mut eos = match &gen {
+        Some(g) => ids(g, "eos_token_id", &gen_path, "")?,
+        None => vec![],
+    };
     if eos.is_empty() {
-        eos = ids(cfg.get("eos_token_id"));
+        eos = ids(&cfg, "eos_token_id", &path, "")?;
     }
     if eos.is_empty() {
-        eos = ids(cfg.get("text_config").and_then(|t| t.get("eos_token_id")));
+        if let Some(t) = cfg.get("text_config") {
+            eos = ids(t, "eos_token_id", &path, "text_config")?;
+        }
     }
     Ok(ModelConfig {
         architecture,
@@ -444,11 +504,20 @@ pub fn load_image_processor_config(
     if tile_size < vision.patch_size {
         return Err(f.err("max_image_size", "is smaller than the vision patch size"));
     }
-    let image_seq_len = proc
-        .as_ref()
-        .and_then(|p| p.get("image_seq_len"))
-        .and_then(|v| v.as_u64())
-        .map(|v| v as usize);
+    let image_seq_len = match &proc {
+        Some(p) => {
+            let pf = Fields {
+                obj: p,
+                file: &proc_path,
+                section: "",
+            };
+            match pf.get("image_seq_len") {
+                Some(_) => Some(pf.positive("image_seq_len", None)?),
+                None => None,
+            }
+        }
+        None => None,
+    };
     Ok(ImageProcessorConfig {
         do_convert_rgb: f.bool("do_convert_rgb", true)?,
         do_resize: f.bool("do_resize", true)?,

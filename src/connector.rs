@@ -1,10 +1,10 @@
 //! Idefics3Connector: pixel shuffle, then a bias-free linear projection to the text width.
 
 use crate::error::Result;
-use crate::kernels;
+use crate::kernels::{self, Exec};
 use crate::weights::{Tensor, WeightStore};
 
-pub struct Connector {
+pub(crate) struct Connector {
     pub scale: usize,
     proj: Tensor,
     in_dim: usize,
@@ -13,7 +13,7 @@ pub struct Connector {
 
 /// `Idefics3Connector.pixel_shuffle` for one tile: [side², D] → [(side/s)², D·s²]; output token
 /// (I, J) concatenates, row-major over the s×s block, the vectors at (I·s + a, J·s + b).
-pub fn pixel_shuffle(x: &[f32], side: usize, d: usize, s: usize) -> Vec<f32> {
+pub(crate) fn pixel_shuffle(x: &[f32], side: usize, d: usize, s: usize) -> Vec<f32> {
     let o = side / s;
     let mut out = vec![0.0f32; x.len()];
     for i in 0..o {
@@ -48,7 +48,7 @@ impl Connector {
     }
 
     /// [n·side², D] vision features → [n·(side/s)², text hidden].
-    pub fn forward(&self, feats: &[f32], n: usize, side: usize) -> Vec<f32> {
+    pub fn forward(&self, ex: Exec, feats: &[f32], n: usize, side: usize) -> Vec<f32> {
         let per_tile = side * side * self.in_dim / (self.scale * self.scale);
         let mut shuffled = Vec::with_capacity(feats.len());
         for t in 0..n {
@@ -62,7 +62,7 @@ impl Connector {
         }
         let rows = shuffled.len() / self.in_dim;
         let mut out = vec![0.0f32; rows * self.out_dim];
-        kernels::linear(&shuffled, rows, &self.proj, None, &mut out);
+        kernels::linear(ex, &shuffled, rows, &self.proj, None, &mut out);
         out
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::Path;
 
+/// What went wrong, in the categories the C API reports as status codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// A caller-supplied argument is invalid (empty prompt, absurd max_tokens, ...).
@@ -21,33 +22,43 @@ pub enum ErrorKind {
     Oom,
 }
 
+/// An error: its kind and a message naming the file, value or argument at fault.
 #[derive(Debug, Clone)]
 pub struct Error {
+    /// The category.
     pub kind: ErrorKind,
+    /// What happened, for a person.
     pub message: String,
 }
 
+/// `Result` with this crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// An error of `kind`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,
             message: message.into(),
         }
     }
+    /// An invalid argument.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidArg, message)
     }
+    /// An unusable model directory.
     pub fn model(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::BadModel, message)
     }
+    /// An unusable image.
     pub fn image(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::BadImage, message)
     }
+    /// The caller cancelled.
     pub fn cancelled() -> Self {
         Self::new(ErrorKind::Cancelled, "cancelled by the caller")
     }
+    /// A file that could not be read.
     pub fn io(path: &Path, err: std::io::Error) -> Self {
         Self::new(ErrorKind::Io, format!("{}: {}", path.display(), err))
     }

@@ -10,33 +10,48 @@
 //! println!("{}", out.text);
 //! # Ok::<(), smolvlm::Error>(())
 //! ```
+//!
+//! The Rust API is what this page lists; every other module is internal. The C ABI (`ffi`) is
+//! documented in `include/smolvlm.h`.
+
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 #[cfg(target_os = "macos")]
 extern crate accelerate_src;
 #[cfg(not(target_os = "macos"))]
 extern crate openblas_src;
 
-pub mod config;
-pub mod connector;
+mod config;
+mod connector;
 mod error;
 #[allow(non_camel_case_types)]
-pub mod ffi;
-mod generate;
-pub mod kernels;
-pub mod log;
+mod ffi;
+mod kernels;
+mod log;
 mod model;
-pub mod processor;
-pub mod resize;
-pub mod sampler;
-pub mod text;
-pub mod tokenizer;
-pub mod vision;
-pub mod weights;
+mod processor;
+mod prompt;
+mod request;
+mod resize;
+mod sampler;
+mod session;
+mod text;
+mod tokenizer;
+mod vision;
+mod weights;
 
+pub use config::{Architecture, ModelConfig, TextConfig, VisionConfig};
 pub use error::{Error, ErrorKind, Result};
-pub use generate::{
-    Hooks, Message, Output, Part, Request, Session, Split, Stats, StopReason, MAX_TOKENS_LIMIT,
-};
-pub use model::Model;
+pub use kernels::{system_info, Isa};
+pub use model::{LoadOptions, Model};
 pub use processor::{PixelFormat, RgbImage};
+pub use prompt::Prepared;
+pub use request::{
+    Hooks, Message, Output, Part, Request, Split, Stats, StopReason, TokenHook, MAX_TOKENS_LIMIT,
+};
+pub use resize::resize_rgb;
 pub use sampler::SamplingParams;
+pub use session::Session;
+pub use tokenizer::Tokenizer;

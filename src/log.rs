@@ -3,6 +3,7 @@
 use std::sync::{Arc, RwLock};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[allow(dead_code)] // the C API's levels; the library emits Info and Debug so far
 pub enum Level {
     Error,
     Warn,

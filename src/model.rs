@@ -3,6 +3,7 @@
 use crate::config::{self, Architecture, ImageProcessorConfig, ModelConfig};
 use crate::connector::Connector;
 use crate::error::{Error, Result};
+use crate::kernels::Isa;
 use crate::text::{TextModel, TextWeights};
 use crate::tokenizer::Tokenizer;
 use crate::vision::VisionModel;
@@ -26,15 +27,28 @@ pub(crate) struct VisionParts {
     pub seq_len: usize,
 }
 
+/// A loaded model: configuration, tokenizer, weights (memory-mapped). Immutable, `Send + Sync`:
+/// any number of [`crate::Session`]s on any threads may share one through an `Arc`.
 pub struct Model {
+    /// The configuration read from the model directory.
     pub config: ModelConfig,
     pub(crate) tokenizer: Tokenizer,
     pub(crate) vision: Option<VisionParts>,
     pub(crate) text: TextModel,
+    pub(crate) isa: Isa,
+    /// The directory it was loaded from.
     pub dir: PathBuf,
     /// Which tensor naming the checkpoint uses (for diagnostics).
     pub weight_layout: String,
+    /// Time the load took.
     pub load_ms: f64,
+}
+
+/// Options for [`Model::load_with`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    /// The kernel variant to run (None: the fastest this CPU supports, see [`Isa::detect`]).
+    pub isa: Option<Isa>,
 }
 
 fn first_present<'a>(store: &WeightStore, candidates: &[&'a str], suffix: &str) -> Option<&'a str> {
@@ -45,17 +59,31 @@ fn first_present<'a>(store: &WeightStore, candidates: &[&'a str], suffix: &str) 
 }
 
 impl Model {
+    /// Loads a model directory with default options.
     pub fn load(dir: impl AsRef<Path>) -> Result<Model> {
-        Model::load_with_progress(dir, &mut |_| true)
+        Model::load_with(dir, LoadOptions::default(), &mut |_| true)
     }
 
-    /// `progress(fraction)` is called as loading advances; returning false cancels the load.
-    pub fn load_with_progress(
+    /// Loads a model directory. `progress(fraction)` is called as loading advances; returning
+    /// false cancels the load.
+    pub fn load_with(
         dir: impl AsRef<Path>,
+        options: LoadOptions,
         progress: &mut dyn FnMut(f32) -> bool,
     ) -> Result<Model> {
         let t0 = Instant::now();
         let dir = dir.as_ref();
+        let isa = match options.isa {
+            None => Isa::detect(),
+            Some(i) if i.is_supported() => i,
+            Some(i) => {
+                return Err(Error::invalid(format!(
+                    "kernel variant {} is not supported by this CPU (supported: {:?})",
+                    i.name(),
+                    Isa::supported()
+                )))
+            }
+        };
         if !dir.is_dir() {
             return Err(Error::new(
                 crate::ErrorKind::Io,
@@ -216,9 +244,10 @@ impl Model {
         let load_ms = t0.elapsed().as_secs_f64() * 1e3;
         crate::log::emit(crate::log::Level::Info, || {
             format!(
-                "loaded {} ({}) in {load_ms:.0} ms; {layout}",
+                "loaded {} ({}) in {load_ms:.0} ms; kernels: {}; {layout}",
                 dir.display(),
-                cfg.model_type
+                cfg.model_type,
+                isa.name()
             )
         });
         Ok(Model {
@@ -226,12 +255,19 @@ impl Model {
             tokenizer,
             vision,
             text,
+            isa,
             dir: dir.to_path_buf(),
             weight_layout: layout,
             load_ms,
         })
     }
 
+    /// The kernel variant this model runs.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Whether the model takes images (Idefics3/SmolVLM) or only text (Llama/SmolLM2).
     pub fn is_vision(&self) -> bool {
         self.vision.is_some()
     }
@@ -243,10 +279,12 @@ impl Model {
             .is_some_and(|v| v.processor.do_image_splitting)
     }
 
+    /// The tokenizer and chat template.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }
 
+    /// The ids that end generation.
     pub fn eos_token_ids(&self) -> &[u32] {
         &self.config.eos_token_ids
     }

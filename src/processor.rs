@@ -8,15 +8,24 @@ use crate::resize::resize_rgb;
 /// An 8-bit RGB image, rows packed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RgbImage {
+    /// Pixels per row.
     pub width: usize,
+    /// Rows.
     pub height: usize,
+    /// width × height × 3 bytes, row-major.
     pub data: Vec<u8>,
+    /// The source's colour mode when it was not plain RGB and was converted (alpha composited
+    /// onto white, gray replicated); a model whose processor has `do_convert_rgb: false`
+    /// refuses such an image, as transformers would not convert it.
+    pub(crate) converted_from: Option<&'static str>,
 }
 
 /// Pixel layout of caller-supplied raw pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PixelFormat {
+    /// 3 bytes per pixel.
     Rgb8,
+    /// 4 bytes per pixel; alpha is composited onto white.
     Rgba8,
 }
 
@@ -92,6 +101,7 @@ impl RgbImage {
             width,
             height,
             data,
+            converted_from: (format == PixelFormat::Rgba8).then_some("RGBA"),
         })
     }
 
@@ -111,15 +121,24 @@ impl RgbImage {
         .map_err(|e| Error::image(format!("{what}: cannot decode image: {e}")))?;
         let (w, h) = (img.width() as usize, img.height() as usize);
         let wrap = |e: Error| Error::new(e.kind, format!("{what}: {}", e.message));
-        if img.color().has_alpha() {
+        let mode = match img.color() {
+            image::ColorType::Rgb8 | image::ColorType::Rgb16 | image::ColorType::Rgb32F => None,
+            c if c.has_alpha() => Some("with alpha"),
+            c if !c.has_color() => Some("grayscale"),
+            _ => Some("not RGB"),
+        };
+        let mut out = if img.color().has_alpha() {
             let rgba = img.to_rgba8();
             RgbImage::from_pixels(rgba.as_raw(), w, h, w * 4, PixelFormat::Rgba8).map_err(wrap)
         } else {
             let rgb = img.to_rgb8();
             RgbImage::from_pixels(rgb.as_raw(), w, h, w * 3, PixelFormat::Rgb8).map_err(wrap)
-        }
+        }?;
+        out.converted_from = mode;
+        Ok(out)
     }
 
+    /// Reads and decodes an image file (see [`RgbImage::decode`]).
     pub fn open(path: &std::path::Path) -> Result<RgbImage> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         RgbImage::decode(&bytes, &path.display().to_string())
@@ -130,6 +149,7 @@ impl RgbImage {
             width: w,
             height: h,
             data: resize_rgb(&self.data, self.width, self.height, w, h),
+            converted_from: self.converted_from,
         }
     }
 
@@ -144,6 +164,7 @@ impl RgbImage {
             width: w,
             height: h,
             data,
+            converted_from: self.converted_from,
         }
     }
 }
@@ -152,16 +173,23 @@ impl RgbImage {
 /// the decoder Pillow uses, so the pixels are the processor's bit for bit.
 #[cfg(feature = "libjpeg-turbo")]
 fn decode_jpeg_turbo(bytes: &[u8], what: &str) -> Result<RgbImage> {
-    let img = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB)
-        .map_err(|e| Error::image(format!("{what}: cannot decode JPEG: {e}")))?;
-    RgbImage::from_pixels(
+    let err = |e: turbojpeg::Error| Error::image(format!("{what}: cannot decode JPEG: {e}"));
+    let header = turbojpeg::read_header(bytes).map_err(err)?;
+    let img = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB).map_err(err)?;
+    let mut out = RgbImage::from_pixels(
         &img.pixels,
         img.width,
         img.height,
         img.pitch,
         PixelFormat::Rgb8,
     )
-    .map_err(|e| Error::new(e.kind, format!("{what}: {}", e.message)))
+    .map_err(|e| Error::new(e.kind, format!("{what}: {}", e.message)))?;
+    out.converted_from = match header.colorspace {
+        turbojpeg::Colorspace::Gray => Some("grayscale"),
+        turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK => Some("CMYK"),
+        _ => None,
+    };
+    Ok(out)
 }
 
 /// `_resize_output_size_rescale_to_max_len` then `_resize_output_size_scale_below_upper_bound`

@@ -4,6 +4,7 @@
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
+/// How the next token is chosen. The default is greedy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplingParams {
     /// 0 = greedy.
@@ -14,6 +15,7 @@ pub struct SamplingParams {
     pub top_p: f32,
     /// 1 = off (transformers' RepetitionPenaltyLogitsProcessor over prompt + generated ids).
     pub repetition_penalty: f32,
+    /// Seed of the random stream: the same seed gives the same tokens.
     pub seed: u64,
 }
 
@@ -30,6 +32,7 @@ impl Default for SamplingParams {
 }
 
 impl SamplingParams {
+    /// Checks every value is in range (finite, non-negative temperature, top_p in (0, 1], ...).
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |m: &str| Err(crate::Error::invalid(m.to_string()));
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {

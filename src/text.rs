@@ -3,7 +3,7 @@
 
 use crate::config::TextConfig;
 use crate::error::{Error, Result};
-use crate::kernels::{self, AttnShape};
+use crate::kernels::{self, AttnShape, Exec};
 use crate::weights::{Tensor, WeightStore};
 
 struct Proj {
@@ -21,8 +21,8 @@ impl Proj {
         };
         Ok(Proj { w, b })
     }
-    fn run(&self, x: &[f32], rows: usize, out: &mut [f32]) {
-        kernels::linear(x, rows, &self.w, self.b.as_deref(), out);
+    fn run(&self, ex: Exec, x: &[f32], rows: usize, out: &mut [f32]) {
+        kernels::linear(ex, x, rows, &self.w, self.b.as_deref(), out);
     }
 }
 
@@ -38,7 +38,7 @@ struct Layer {
     down: Proj,
 }
 
-pub struct TextModel {
+pub(crate) struct TextModel {
     pub cfg: TextConfig,
     embed: Tensor,
     layers: Vec<Layer>,
@@ -49,7 +49,7 @@ pub struct TextModel {
 }
 
 /// Per-layer keys and values, [positions, kv_heads·head_dim] each.
-pub struct KvCache {
+pub(crate) struct KvCache {
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
     pub len: usize,
@@ -86,7 +86,50 @@ impl KvCache {
     }
 }
 
-pub struct TextWeights<'a> {
+/// Activations of one forward call, kept by the session between calls (grow-only, released
+/// with the session) so a decode step allocates nothing.
+#[derive(Default)]
+pub(crate) struct TextScratch {
+    /// Input embeddings of the positions to run, [rows, hidden]; the residual stream.
+    pub x: Vec<f32>,
+    h: Vec<f32>,
+    q: Vec<f32>,
+    a: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    g: Vec<f32>,
+    u: Vec<f32>,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    normed: Vec<f32>,
+    /// Logits of the last position after `forward`.
+    pub logits: Vec<f32>,
+}
+
+impl TextScratch {
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        [
+            &self.x,
+            &self.h,
+            &self.q,
+            &self.a,
+            &self.k,
+            &self.v,
+            &self.g,
+            &self.u,
+            &self.cos,
+            &self.sin,
+            &self.normed,
+            &self.logits,
+        ]
+        .iter()
+        .map(|v| v.capacity() * 4)
+        .sum()
+    }
+}
+
+pub(crate) struct TextWeights<'a> {
     /// Prefix of `embed_tokens`, `layers.N`, `norm` (e.g. "model.text_model").
     pub prefix: &'a str,
     /// Name of the output projection, or None when tied.
@@ -156,10 +199,11 @@ impl TextModel {
         })
     }
 
-    /// Embedding rows for `ids` → [ids.len(), hidden].
-    pub fn embed(&self, ids: &[u32]) -> Result<Vec<f32>> {
+    /// Embedding rows for `ids` → `out` = [ids.len(), hidden].
+    pub fn embed(&self, ids: &[u32], out: &mut Vec<f32>) -> Result<()> {
         let h = self.cfg.hidden_size;
-        let mut out = vec![0.0f32; ids.len() * h];
+        out.clear();
+        out.resize(ids.len() * h, 0.0);
         let view = self.embed.view();
         for (i, &id) in ids.iter().enumerate() {
             if id as usize >= self.cfg.vocab_size {
@@ -170,22 +214,32 @@ impl TextModel {
             }
             view.to_f32(id as usize * h, &mut out[i * h..(i + 1) * h]);
         }
-        Ok(out)
+        Ok(())
     }
 
-    fn rope(&self, x: &mut [f32], rows: usize, heads: usize, pos0: usize) {
+    /// cos/sin of every (position, frequency) pair of `rows` positions from `pos0`, as
+    /// LlamaRotaryEmbedding computes them (angle in f32), once per forward.
+    fn rope_tables(&self, rows: usize, pos0: usize, cos: &mut Vec<f32>, sin: &mut Vec<f32>) {
+        let half = self.inv_freq.len();
+        cos.clear();
+        sin.clear();
+        for r in 0..rows {
+            let pos = (pos0 + r) as f32;
+            for &f in &self.inv_freq {
+                let a = pos * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        debug_assert_eq!(cos.len(), rows * half);
+    }
+
+    /// apply_rotary_pos_emb with rotate_half, for `heads` heads of every row.
+    fn rope(&self, x: &mut [f32], rows: usize, heads: usize, cos: &[f32], sin: &[f32]) {
         let hd = self.cfg.head_dim;
         let half = hd / 2;
         for r in 0..rows {
-            let pos = (pos0 + r) as f32;
-            let (cos, sin): (Vec<f32>, Vec<f32>) = self
-                .inv_freq
-                .iter()
-                .map(|&f| {
-                    let a = pos * f;
-                    (a.cos(), a.sin())
-                })
-                .unzip();
+            let (cos, sin) = (&cos[r * half..][..half], &sin[r * half..][..half]);
             for h in 0..heads {
                 let v = &mut x[(r * heads + h) * hd..][..hd];
                 for i in 0..half {
@@ -197,16 +251,17 @@ impl TextModel {
         }
     }
 
-    /// Runs `rows` new positions (embeddings in `x`, [rows, hidden]) through the decoder,
-    /// appending to `cache`; returns the logits of the last position.
+    /// Runs the `rows` positions whose embeddings are in `ws.x` ([rows, hidden]) through the
+    /// decoder, appending to `cache`; leaves the logits of the last position in `ws.logits`.
     /// `keep_going` is polled between layers; false cancels.
     pub fn forward(
         &self,
-        x: &mut [f32],
+        ex: Exec,
         rows: usize,
         cache: &mut KvCache,
+        ws: &mut TextScratch,
         keep_going: &mut dyn FnMut() -> bool,
-    ) -> Result<Vec<f32>> {
+    ) -> Result<()> {
         let c = &self.cfg;
         let (h, hd, nh, nkv) = (
             c.hidden_size,
@@ -214,20 +269,31 @@ impl TextModel {
             c.num_attention_heads,
             c.num_key_value_heads,
         );
-        let (qd, kvd) = (nh * hd, nkv * hd);
+        let (qd, kvd, inter) = (nh * hd, nkv * hd, c.intermediate_size);
         if rows == 0 {
             return Err(Error::invalid("nothing to run: zero positions"));
         }
+        if ws.x.len() != rows * h {
+            return Err(Error::invalid(format!(
+                "decoder input has {} values for {rows} positions of {h}",
+                ws.x.len()
+            )));
+        }
         let pos0 = cache.len;
         cache.reserve(pos0 + rows)?;
-        let mut hbuf = vec![0.0f32; rows * h];
-        let mut q = vec![0.0f32; rows * qd];
-        let mut a = vec![0.0f32; rows * qd];
-        let mut k = vec![0.0f32; rows * kvd];
-        let mut v = vec![0.0f32; rows * kvd];
-        let mut g = vec![0.0f32; rows * c.intermediate_size];
-        let mut u = vec![0.0f32; rows * c.intermediate_size];
-        let mut scores = Vec::new();
+        // Every buffer is overwritten before it is read; only its length matters.
+        let fit = |v: &mut Vec<f32>, n: usize| {
+            v.truncate(n);
+            v.resize(n, 0.0);
+        };
+        fit(&mut ws.h, rows * h);
+        fit(&mut ws.q, rows * qd);
+        fit(&mut ws.a, rows * qd);
+        fit(&mut ws.k, rows * kvd);
+        fit(&mut ws.v, rows * kvd);
+        fit(&mut ws.g, rows * inter);
+        fit(&mut ws.u, rows * inter);
+        self.rope_tables(rows, pos0, &mut ws.cos, &mut ws.sin);
         let shape = AttnShape {
             t_q: rows,
             t_kv: pos0 + rows,
@@ -236,52 +302,67 @@ impl TextModel {
             head_dim: hd,
             causal_offset: Some(pos0),
         };
+        let TextScratch {
+            x,
+            h: hbuf,
+            q,
+            a,
+            k,
+            v,
+            g,
+            u,
+            cos,
+            sin,
+            normed,
+            logits,
+        } = ws;
         for (l, layer) in self.layers.iter().enumerate() {
             if !keep_going() {
                 return Err(Error::cancelled());
             }
-            kernels::rms_norm(x, h, &layer.in_norm, c.rms_norm_eps, &mut hbuf);
-            layer.q.run(&hbuf, rows, &mut q);
-            layer.k.run(&hbuf, rows, &mut k);
-            layer.v.run(&hbuf, rows, &mut v);
-            self.rope(&mut q, rows, nh, pos0);
-            self.rope(&mut k, rows, nkv, pos0);
-            cache.k[l][pos0 * kvd..(pos0 + rows) * kvd].copy_from_slice(&k);
-            cache.v[l][pos0 * kvd..(pos0 + rows) * kvd].copy_from_slice(&v);
+            kernels::rms_norm(x, h, &layer.in_norm, c.rms_norm_eps, hbuf);
+            layer.q.run(ex, hbuf, rows, q);
+            layer.k.run(ex, hbuf, rows, k);
+            layer.v.run(ex, hbuf, rows, v);
+            self.rope(q, rows, nh, cos, sin);
+            self.rope(k, rows, nkv, cos, sin);
+            cache.k[l][pos0 * kvd..(pos0 + rows) * kvd].copy_from_slice(k);
+            cache.v[l][pos0 * kvd..(pos0 + rows) * kvd].copy_from_slice(v);
             let kv_len = (pos0 + rows) * kvd;
             kernels::attention(
-                &q,
+                ex.scratch,
+                q,
                 qd,
                 &cache.k[l][..kv_len],
                 kvd,
                 &cache.v[l][..kv_len],
                 kvd,
                 shape,
-                &mut a,
+                a,
                 qd,
-                &mut scores,
             );
-            layer.o.run(&a, rows, &mut hbuf);
-            kernels::add_in_place(x, &hbuf);
-            kernels::rms_norm(x, h, &layer.post_norm, c.rms_norm_eps, &mut hbuf);
-            layer.gate.run(&hbuf, rows, &mut g);
-            layer.up.run(&hbuf, rows, &mut u);
-            kernels::silu_mul(&mut g, &u);
-            layer.down.run(&g, rows, &mut hbuf);
-            kernels::add_in_place(x, &hbuf);
+            layer.o.run(ex, a, rows, hbuf);
+            kernels::add_in_place(x, hbuf);
+            kernels::rms_norm(x, h, &layer.post_norm, c.rms_norm_eps, hbuf);
+            layer.gate.run(ex, hbuf, rows, g);
+            layer.up.run(ex, hbuf, rows, u);
+            kernels::silu_mul(g, u);
+            layer.down.run(ex, g, rows, hbuf);
+            kernels::add_in_place(x, hbuf);
         }
         cache.len = pos0 + rows;
         let last = &x[(rows - 1) * h..rows * h];
-        let mut normed = vec![0.0f32; h];
-        kernels::rms_norm(last, h, &self.norm, c.rms_norm_eps, &mut normed);
-        let mut logits = vec![0.0f32; c.vocab_size];
+        fit(normed, h);
+        kernels::rms_norm(last, h, &self.norm, c.rms_norm_eps, normed);
+        fit(logits, c.vocab_size);
         kernels::linear(
-            &normed,
+            ex,
+            normed,
             1,
             self.lm_head.as_ref().unwrap_or(&self.embed),
             None,
-            &mut logits,
+            logits,
         );
-        Ok(logits)
+        Ok(())
     }
 }

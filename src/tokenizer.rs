@@ -7,6 +7,8 @@ use crate::error::{Error, Result};
 use serde_json::Value;
 use std::path::Path;
 
+/// A model's tokenizer (`tokenizer.json`) with its chat template and the raw bytes of every
+/// token, for streaming UTF-8-safe text.
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     /// Raw bytes of every token id (byte-level BPE undone; added tokens as their text).
@@ -74,6 +76,8 @@ fn find_template(dir: &Path, tok_cfg: Option<&Value>) -> Result<Option<String>> 
 }
 
 impl Tokenizer {
+    /// Loads `tokenizer.json`, `tokenizer_config.json` and the chat template from a model
+    /// directory.
     pub fn load(dir: &Path) -> Result<Tokenizer> {
         let path = dir.join("tokenizer.json");
         if !path.exists() {
@@ -120,14 +124,17 @@ impl Tokenizer {
         })
     }
 
+    /// The id of a token given as its text, if the vocabulary has it.
     pub fn token_id(&self, text: &str) -> Option<u32> {
         self.inner.token_to_id(text)
     }
 
+    /// Number of ids (the largest id + 1).
     pub fn vocab_len(&self) -> usize {
         self.pieces.len()
     }
 
+    /// Whether a chat template was found.
     pub fn has_template(&self) -> bool {
         self.template.is_some()
     }

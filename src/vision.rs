@@ -3,7 +3,7 @@
 
 use crate::config::VisionConfig;
 use crate::error::{Error, Result};
-use crate::kernels::{self, AttnShape};
+use crate::kernels::{self, AttnShape, Exec};
 use crate::weights::{Tensor, WeightStore};
 
 struct Layer {
@@ -17,7 +17,7 @@ struct Layer {
     fc2: (Tensor, Vec<f32>),
 }
 
-pub struct VisionModel {
+pub(crate) struct VisionModel {
     pub cfg: VisionConfig,
     patch: (Tensor, Vec<f32>),
     pos: Vec<f32>,
@@ -93,6 +93,7 @@ impl VisionModel {
     /// `keep_going` is polled between layers; false cancels.
     pub fn forward(
         &self,
+        ex: Exec,
         tiles: &[f32],
         n: usize,
         keep_going: &mut dyn FnMut() -> bool,
@@ -132,7 +133,7 @@ impl VisionModel {
         }
         let rows = n * np;
         let mut x = vec![0.0f32; rows * d];
-        kernels::linear(&cols, rows, &self.patch.0, Some(&self.patch.1), &mut x);
+        kernels::linear(ex, &cols, rows, &self.patch.0, Some(&self.patch.1), &mut x);
         drop(cols);
         // Full tiles: the bucketized position ids are the identity.
         for t in 0..n {
@@ -143,7 +144,6 @@ impl VisionModel {
         let mut h = vec![0.0f32; rows * d];
         let (mut q, mut k, mut v, mut a) = (h.clone(), h.clone(), h.clone(), h.clone());
         let mut f = vec![0.0f32; rows * inter];
-        let mut scores = Vec::new();
         let shape = AttnShape {
             t_q: np,
             t_kv: np,
@@ -157,12 +157,13 @@ impl VisionModel {
                 return Err(Error::cancelled());
             }
             kernels::layer_norm(&x, d, &layer.ln1.0, &layer.ln1.1, c.layer_norm_eps, &mut h);
-            kernels::linear(&h, rows, &layer.q.0, Some(&layer.q.1), &mut q);
-            kernels::linear(&h, rows, &layer.k.0, Some(&layer.k.1), &mut k);
-            kernels::linear(&h, rows, &layer.v.0, Some(&layer.v.1), &mut v);
+            kernels::linear(ex, &h, rows, &layer.q.0, Some(&layer.q.1), &mut q);
+            kernels::linear(ex, &h, rows, &layer.k.0, Some(&layer.k.1), &mut k);
+            kernels::linear(ex, &h, rows, &layer.v.0, Some(&layer.v.1), &mut v);
             for t in 0..n {
                 let r = t * np * d..(t + 1) * np * d;
                 kernels::attention(
+                    ex.scratch,
                     &q[r.clone()],
                     d,
                     &k[r.clone()],
@@ -172,15 +173,14 @@ impl VisionModel {
                     shape,
                     &mut a[r],
                     d,
-                    &mut scores,
                 );
             }
-            kernels::linear(&a, rows, &layer.o.0, Some(&layer.o.1), &mut h);
+            kernels::linear(ex, &a, rows, &layer.o.0, Some(&layer.o.1), &mut h);
             kernels::add_in_place(&mut x, &h);
             kernels::layer_norm(&x, d, &layer.ln2.0, &layer.ln2.1, c.layer_norm_eps, &mut h);
-            kernels::linear(&h, rows, &layer.fc1.0, Some(&layer.fc1.1), &mut f);
+            kernels::linear(ex, &h, rows, &layer.fc1.0, Some(&layer.fc1.1), &mut f);
             kernels::gelu_tanh(&mut f);
-            kernels::linear(&f, rows, &layer.fc2.0, Some(&layer.fc2.1), &mut h);
+            kernels::linear(ex, &f, rows, &layer.fc2.0, Some(&layer.fc2.1), &mut h);
             kernels::add_in_place(&mut x, &h);
         }
         kernels::layer_norm(&x, d, &self.post.0, &self.post.1, c.layer_norm_eps, &mut h);

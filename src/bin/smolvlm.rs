@@ -204,7 +204,11 @@ fn run(a: Args) -> Result<(), String> {
     let mut session = Session::new(Arc::new(model));
     session.set_threads(a.threads).map_err(|e| e.to_string())?;
     if verbose >= 2 {
-        eprintln!("  {}", smolvlm::kernels::system_info());
+        eprintln!(
+            "  {}; this model runs: {}",
+            smolvlm::system_info(),
+            session.model().isa().name()
+        );
     }
     let stream = !a.json && verbose > 0;
     let mut stdout = std::io::stdout();
@@ -239,6 +243,7 @@ fn run(a: Args) -> Result<(), String> {
                 "decode_tokens": s.decode_tokens,
                 "decode_ms": s.decode_ms,
                 "total_ms": s.total_ms,
+                "threads": s.threads,
                 "stop": stop,
             }
         });

@@ -1,17 +1,13 @@
 //! The original smol-vision API, same names, signatures and semantics: a C program written
 //! against its header compiles and runs unchanged.
 
-use super::api::{generate_params_default, new_ctx, run_request, smolvlm_ctx_t, with_ctx};
+use super::ctx::{new_ctx, run_request, smolvlm_ctx_t, with_ctx, CtxState, PieceSink};
+use super::types::{generate_params_default, smolvlm_token_cb};
 use super::{fail, guard, null_arg, opt_str, SendPtr};
 use crate::error::Error;
 use crate::{Model, Request, RgbImage};
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
-
-/// Receives each generated piece as a NUL-terminated string of complete UTF-8 (valid only
-/// during the call). The pieces of one call concatenate to exactly the returned text.
-pub type smolvlm_token_cb =
-    Option<unsafe extern "C" fn(piece: *const c_char, userdata: *mut c_void)>;
 
 /// Loads a model directory and returns a context owning it, or NULL on failure
 /// (smolvlm_last_error() says why). Release with smolvlm_free.
@@ -70,11 +66,14 @@ pub unsafe extern "C" fn smolvlm_set_token_callback(
     userdata: *mut c_void,
 ) {
     guard((), || {
-        let _ = with_ctx(ctx, |st| {
-            st.token_cb = cb;
-            st.token_ud = SendPtr(userdata);
-            Ok(())
-        });
+        // SAFETY: `ctx` is NULL or live, per the contract.
+        let _ = unsafe {
+            with_ctx(ctx, |st| {
+                st.token_cb = cb;
+                st.token_ud = SendPtr(userdata);
+                Ok(())
+            })
+        };
     })
 }
 
@@ -94,7 +93,7 @@ pub unsafe extern "C" fn smolvlm_generate(
     max_tokens: c_int,
 ) -> *mut c_char {
     guard(std::ptr::null_mut(), || {
-        let r = with_ctx(ctx, |st| {
+        let run = |st: &mut CtxState| {
             // SAFETY: per the contract above (all three).
             let (path, prompt, system) = unsafe {
                 (
@@ -110,10 +109,16 @@ pub unsafe extern "C" fn smolvlm_generate(
             let prompt = prompt.unwrap_or("Describe this image.");
             let mut p = generate_params_default();
             p.max_tokens = max_tokens;
-            let out =
-                run_request(st, Request::simple(prompt, system, images), &p, true).map_err(fail)?;
+            let sink = PieceSink::Dropin {
+                cb: st.token_cb,
+                ud: SendPtr(st.token_ud.0),
+            };
+            let req = Request::simple(prompt, system, images);
+            let out = run_request(st, req, &p, sink).map_err(fail)?;
             Ok(out.text.replace('\0', ""))
-        });
+        };
+        // SAFETY: `ctx` is NULL or live, per the contract.
+        let r = unsafe { with_ctx(ctx, run) };
         match r {
             Ok(text) => malloc_string(&text).unwrap_or_else(|| {
                 fail(Error::new(

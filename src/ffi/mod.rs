@@ -1,23 +1,25 @@
 //! The C ABI. Every `extern "C"` function of the library lives under this module and nowhere
 //! else; `include/smolvlm.h` is generated from it by cbindgen.
 //!
-//! Rules kept by every entry point:
+//! Rules kept by every entry point (tests/ffi_boundary.rs checks the first one for every
+//! `#[no_mangle]` function in the crate):
 //! - the whole body runs inside one panic boundary ([`guard`]): a panic becomes
-//!   `SMOLVLM_STATUS_PANIC` (or NULL) plus a message, never an unwind into C;
+//!   `SMOLVLM_STATUS_PANIC` (or NULL, or a static message) plus a last-error message, never an
+//!   unwind into C;
 //! - every pointer argument is checked for NULL, every string for UTF-8, every size for sanity;
 //! - on failure the thread's last-error message (see `smolvlm_last_error`) names the problem.
 
 mod api;
+mod ctx;
 mod dropin;
+mod image;
+mod types;
 
 use crate::error::{Error, ErrorKind};
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
-
-pub use api::*;
-pub use dropin::*;
 
 /// Result of every fallible call. `SMOLVLM_STATUS_OK` is 0; the values never change.
 #[repr(C)]
@@ -136,8 +138,12 @@ unsafe impl Sync for SendPtr {}
 /// Sends the library's diagnostics to `cb` (NULL: silence, the default). Messages at every
 /// level are delivered; filter in the callback. Process-wide; thread-safe; `cb` may be called
 /// from any thread that uses the library.
+///
+/// # Safety
+/// `cb` is NULL or a function safe to call from any thread with `user_data` until it is
+/// replaced by another smolvlm_log_set call.
 #[no_mangle]
-pub extern "C" fn smolvlm_log_set(cb: smolvlm_log_cb, user_data: *mut c_void) {
+pub unsafe extern "C" fn smolvlm_log_set(cb: smolvlm_log_cb, user_data: *mut c_void) {
     guard((), || {
         let Some(f) = cb else {
             crate::log::set_sink(None);
@@ -153,7 +159,8 @@ pub extern "C" fn smolvlm_log_set(cb: smolvlm_log_cb, user_data: *mut c_void) {
             };
             let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
             let ud = &ud;
-            // SAFETY: `f` is the caller's callback, given a valid NUL-terminated string.
+            // SAFETY: the caller's callback (safe from any thread, per smolvlm_log_set's
+            // contract), given a valid NUL-terminated string and its user_data.
             unsafe { f(level, c.as_ptr(), ud.0) };
         })));
     })
@@ -163,13 +170,19 @@ pub extern "C" fn smolvlm_log_set(cb: smolvlm_log_cb, user_data: *mut c_void) {
 /// library call on the same thread; do not free.
 #[no_mangle]
 pub extern "C" fn smolvlm_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    guard(c"internal error".as_ptr(), || {
+        LAST_ERROR.with(|e| e.borrow().as_ptr())
+    })
 }
 
 /// A static English description of a status code; never NULL, do not free.
 #[no_mangle]
 pub extern "C" fn smolvlm_status_str(status: i32) -> *const c_char {
-    let s: &'static CStr = match status {
+    guard(c"internal error".as_ptr(), || status_str(status).as_ptr())
+}
+
+fn status_str(status: i32) -> &'static CStr {
+    match status {
         0 => c"ok",
         1 => c"a required argument is NULL",
         2 => c"invalid argument",
@@ -181,23 +194,27 @@ pub extern "C" fn smolvlm_status_str(status: i32) -> *const c_char {
         8 => c"out of memory",
         9 => c"internal error (panic)",
         _ => c"unknown status",
-    };
-    s.as_ptr()
+    }
 }
 
 /// The library version, "MAJOR.MINOR.PATCH" (the loaded library's; compare with the
 /// SMOLVLM_VERSION_* macros of the header you compiled against). Static; do not free.
 #[no_mangle]
 pub extern "C" fn smolvlm_version() -> *const c_char {
-    static V: OnceLock<CString> = OnceLock::new();
-    V.get_or_init(|| CString::new(env!("CARGO_PKG_VERSION")).unwrap_or_default())
-        .as_ptr()
+    guard(c"".as_ptr(), || {
+        static V: OnceLock<CString> = OnceLock::new();
+        V.get_or_init(|| CString::new(env!("CARGO_PKG_VERSION")).unwrap_or_default())
+            .as_ptr()
+    })
 }
 
-/// Which kernels run on this machine (SIMD level, BLAS). Static; do not free.
+/// Which kernels this build and CPU run (SIMD variants supported and chosen by default, BLAS,
+/// CPUs). Static; do not free.
 #[no_mangle]
 pub extern "C" fn smolvlm_system_info() -> *const c_char {
-    static S: OnceLock<CString> = OnceLock::new();
-    S.get_or_init(|| CString::new(crate::kernels::system_info()).unwrap_or_default())
-        .as_ptr()
+    guard(c"".as_ptr(), || {
+        static S: OnceLock<CString> = OnceLock::new();
+        S.get_or_init(|| CString::new(crate::kernels::system_info()).unwrap_or_default())
+            .as_ptr()
+    })
 }

@@ -1,10 +1,14 @@
-//! Scaled dot-product attention over row-major [tokens, heads·head_dim] buffers, with GQA.
+//! Scaled dot-product attention over row-major [tokens, heads·head_dim] buffers, with GQA;
+//! heads run in parallel on the session's pool.
 
+use super::blas::ColumnBlocks;
+use super::scratch::{take, Scratch};
 use super::{sgemm, softmax};
 use rayon::prelude::*;
 
+/// Sizes of one attention call.
 #[derive(Clone, Copy, Debug)]
-pub struct AttnShape {
+pub(crate) struct AttnShape {
     pub t_q: usize,
     pub t_kv: usize,
     pub n_heads: usize,
@@ -17,7 +21,8 @@ pub struct AttnShape {
 /// out[i, h·d..] = softmax(q_h k_gᵀ · d^-½ (+ causal mask)) v_g, where g = h / (n_heads / n_kv_heads)
 /// (transformers' `repeat_kv`). `ld*` are row strides in elements.
 #[allow(clippy::too_many_arguments)]
-pub fn attention(
+pub(crate) fn attention(
+    scratch: &Scratch,
     q: &[f32],
     ldq: usize,
     k: &[f32],
@@ -27,32 +32,29 @@ pub fn attention(
     s: AttnShape,
     out: &mut [f32],
     ldo: usize,
-    scores: &mut Vec<f32>,
 ) {
     let d = s.head_dim;
     let group = s.n_heads / s.n_kv_heads;
     let scale = (d as f32).powf(-0.5);
-    scores.resize(s.t_q * s.t_kv, 0.0);
-    for h in 0..s.n_heads {
+    let blocks = ColumnBlocks::new(out, s.t_q, s.n_heads * d, ldo);
+    (0..s.n_heads).into_par_iter().for_each(|h| {
         let g = h / group;
-        sgemm(
-            false,
-            true,
-            s.t_q,
-            s.t_kv,
-            d,
-            &q[h * d..],
-            ldq,
-            &k[g * d..],
-            ldk,
-            scores,
-            s.t_kv,
-            0.0,
-        );
-        scores
-            .par_chunks_mut(s.t_kv)
-            .enumerate()
-            .for_each(|(i, row)| {
+        scratch.with(|slot| {
+            let scores = take(&mut slot.a, s.t_q * s.t_kv);
+            sgemm(
+                false,
+                true,
+                s.t_q,
+                s.t_kv,
+                d,
+                &q[h * d..],
+                ldq,
+                &k[g * d..],
+                ldk,
+                scores,
+                s.t_kv,
+            );
+            for (i, row) in scores.chunks_mut(s.t_kv).enumerate() {
                 let visible = match s.causal_offset {
                     Some(p) => (p + i + 1).min(s.t_kv),
                     None => s.t_kv,
@@ -64,20 +66,21 @@ pub fn attention(
                 for x in row[visible..].iter_mut() {
                     *x = 0.0;
                 }
-            });
-        sgemm(
-            false,
-            false,
-            s.t_q,
-            d,
-            s.t_kv,
-            scores,
-            s.t_kv,
-            &v[g * d..],
-            ldv,
-            &mut out[h * d..],
-            ldo,
-            0.0,
-        );
-    }
+            }
+            // SAFETY: head h writes only its own columns h·d..(h+1)·d.
+            unsafe {
+                blocks.sgemm(
+                    false,
+                    false,
+                    h * d,
+                    d,
+                    s.t_kv,
+                    scores,
+                    s.t_kv,
+                    &v[g * d..],
+                    ldv,
+                )
+            };
+        });
+    });
 }

@@ -1,111 +1,94 @@
-//! Numeric kernels. Matrix products go to BLAS (sgemm); bf16/f16 matrix-vector products and
-//! conversions use SIMD chosen at run time (`x86` with AVX2+FMA+F16C, else `generic`).
+//! The operations the models call (linear, attention, norms, activations), on f32 activations.
+//! Matrix products go to BLAS one thread per call, split across the session's pool; bf16/f16
+//! matrix-vector products use the SIMD variant the model chose ([`Isa`]).
 
 mod attention;
-mod blas;
-mod generic;
 #[cfg(target_arch = "x86_64")]
-mod x86;
+mod avx2;
+mod blas;
+mod dispatch;
+mod reference;
+mod scratch;
 
 use crate::weights::{Tensor, View};
-use half::{bf16, f16};
 use rayon::prelude::*;
-use std::cell::RefCell;
-use std::sync::OnceLock;
 
-pub use attention::{attention, AttnShape};
-pub use blas::{set_blas_threads, sgemm};
+pub(crate) use attention::{attention, AttnShape};
+pub(crate) use blas::sgemm;
+pub use dispatch::{system_info, Isa};
+pub(crate) use scratch::Scratch;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Isa {
-    Generic,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
+/// What a kernel call needs besides its operands: the variant to run and the session's scratch.
+#[derive(Clone, Copy)]
+pub(crate) struct Exec<'a> {
+    pub isa: Isa,
+    pub scratch: &'a Scratch,
 }
 
-pub fn isa() -> Isa {
-    static ISA: OnceLock<Isa> = OnceLock::new();
-    *ISA.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::env::var_os("SMOLVLM_NO_SIMD").is_none() && x86::supported() {
-                return Isa::Avx2;
+/// dot(x, w) with w widened to f32, in the variant `isa`.
+#[inline]
+fn dot(isa: Isa, x: &[f32], w: View<'_>) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2 {
+        if let Some(t) = avx2::Avx2::new() {
+            match w {
+                View::BF16(w) => return t.dot_bf16(x, w),
+                View::F16(w) => return t.dot_f16(x, w),
+                View::F32(_) => {}
             }
         }
-        Isa::Generic
-    })
-}
-
-/// A line describing the kernels in use (for `--debug` and `smolvlm_system_info`).
-pub fn system_info() -> String {
-    let simd = match isa() {
-        Isa::Generic => "generic",
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => "avx2+fma+f16c",
-    };
-    format!(
-        "smolvlm {}; build: {}; simd: {simd}; blas: {}; threads: {}",
-        env!("CARGO_PKG_VERSION"),
-        env!("SMOLVLM_BUILD"),
-        blas::NAME,
-        rayon::current_num_threads()
-    )
-}
-
-pub fn bf16_to_f32(src: &[bf16], dst: &mut [f32]) {
-    for (d, s) in dst.iter_mut().zip(src) {
-        *d = f32::from_bits((s.to_bits() as u32) << 16);
     }
-}
-
-pub fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
-    use half::slice::HalfFloatSliceExt;
-    src.convert_to_f32_slice(dst);
-}
-
-/// dot(x, w) with w widened to f32.
-#[inline]
-fn dot(x: &[f32], w: View<'_>) -> f32 {
-    match (isa(), w) {
-        (_, View::F32(w)) => generic::dot_f32(x, w),
-        #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, View::BF16(w)) => x86::dot_bf16(x, w),
-        #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, View::F16(w)) => x86::dot_f16(x, w),
-        (_, View::BF16(w)) => generic::dot_bf16(x, w),
-        (_, View::F16(w)) => generic::dot_f16(x, w),
+    let _ = isa;
+    match w {
+        View::F32(w) => reference::dot_f32(x, w),
+        View::BF16(w) => reference::dot_bf16(x, w),
+        View::F16(w) => reference::dot_f16(x, w),
     }
-}
-
-thread_local! {
-    static WIDE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Rows at or below this count use the matrix-vector path for bf16/f16 weights; above it the
-/// weight is widened once and handed to sgemm.
+/// weight is widened block by block and handed to sgemm.
 const MATVEC_MAX_ROWS: usize = 4;
+/// Output features per matrix-vector task.
+const MATVEC_CHUNK: usize = 16;
+/// Cap on one task's widened weight block (floats): 8 MiB.
+const WIDE_BLOCK_FLOATS: usize = 2 << 20;
 
 /// out[m, n] = x[m, k] · wᵀ (+ bias), w stored [n, k] as in torch's `nn.Linear`.
-pub fn linear(x: &[f32], m: usize, w: &Tensor, bias: Option<&[f32]>, out: &mut [f32]) {
+pub(crate) fn linear(
+    ex: Exec,
+    x: &[f32],
+    m: usize,
+    w: &Tensor,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
     let n = w.shape[0];
     let k = w.numel() / n.max(1);
     assert_eq!(x.len(), m * k, "linear {}: input size", w.name);
     assert_eq!(out.len(), m * n, "linear {}: output size", w.name);
     let view = w.view();
     match view {
-        View::F32(wf) => sgemm(false, true, m, n, k, x, k, wf, k, out, n, 0.0),
-        _ if m <= MATVEC_MAX_ROWS => {
-            // Parallel over output features; each chunk reads its weight rows once for all m rows.
-            const CHUNK: usize = 16;
+        View::F16(_) | View::BF16(_) if m == 1 => {
+            out.par_chunks_mut(MATVEC_CHUNK)
+                .enumerate()
+                .for_each(|(ci, oc)| {
+                    for (jj, o) in oc.iter_mut().enumerate() {
+                        let j = ci * MATVEC_CHUNK + jj;
+                        *o = dot(ex.isa, x, view.slice(j * k, k));
+                    }
+                });
+        }
+        View::F16(_) | View::BF16(_) if m <= MATVEC_MAX_ROWS => {
+            // Each task reads its weight rows once for all m rows, into [n, m] order.
             let mut t = vec![0.0f32; n * m];
-            t.par_chunks_mut(CHUNK * m)
+            t.par_chunks_mut(MATVEC_CHUNK * m)
                 .enumerate()
                 .for_each(|(ci, tc)| {
                     for (jj, tj) in tc.chunks_mut(m).enumerate() {
-                        let j = ci * CHUNK + jj;
-                        let wr = view.slice(j * k, k);
+                        let wr = view.slice((ci * MATVEC_CHUNK + jj) * k, k);
                         for (i, o) in tj.iter_mut().enumerate() {
-                            *o = dot(&x[i * k..(i + 1) * k], wr);
+                            *o = dot(ex.isa, &x[i * k..(i + 1) * k], wr);
                         }
                     }
                 });
@@ -115,19 +98,30 @@ pub fn linear(x: &[f32], m: usize, w: &Tensor, bias: Option<&[f32]>, out: &mut [
                 }
             }
         }
-        _ => WIDE.with(|cell| {
-            let mut wide = cell.borrow_mut();
-            if wide.len() < n * k {
-                wide.resize(n * k, 0.0);
-            }
-            let wide = &mut wide[..n * k];
-            wide.par_chunks_mut(k * 64)
-                .enumerate()
-                .for_each(|(ci, dst)| {
-                    view.to_f32(ci * k * 64, dst);
-                });
-            sgemm(false, true, m, n, k, x, k, wide, k, out, n, 0.0);
-        }),
+        _ => {
+            // Column blocks of the output, one task each: a block's weight rows are widened
+            // into the worker's scratch (no f32 copy of the whole matrix) and multiplied there.
+            let threads = rayon::current_num_threads().max(1);
+            let by_threads = n.div_ceil(threads * 2).next_multiple_of(16);
+            let by_memory = (WIDE_BLOCK_FLOATS / k.max(1)).max(16);
+            let block = by_threads.min(by_memory).clamp(1, n.max(1));
+            let blocks = blas::ColumnBlocks::new(out, m, n, n);
+            (0..n.div_ceil(block)).into_par_iter().for_each(|bi| {
+                let (j0, nb) = (bi * block, block.min(n - bi * block));
+                match view {
+                    // SAFETY: block bi writes only its own columns j0..j0+nb.
+                    View::F32(wf) => unsafe {
+                        blocks.sgemm(false, true, j0, nb, k, x, k, &wf[j0 * k..], k)
+                    },
+                    _ => ex.scratch.with(|slot| {
+                        let wide = scratch::take(&mut slot.a, nb * k);
+                        view.to_f32(j0 * k, wide);
+                        // SAFETY: block bi writes only its own columns j0..j0+nb.
+                        unsafe { blocks.sgemm(false, true, j0, nb, k, x, k, wide, k) }
+                    }),
+                }
+            });
+        }
     }
     if let Some(b) = bias {
         out.par_chunks_mut(n).for_each(|row| {
@@ -139,7 +133,7 @@ pub fn linear(x: &[f32], m: usize, w: &Tensor, bias: Option<&[f32]>, out: &mut [
 }
 
 /// Row-wise LayerNorm with affine weight and bias (torch `nn.LayerNorm`).
-pub fn layer_norm(x: &[f32], dim: usize, w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
+pub(crate) fn layer_norm(x: &[f32], dim: usize, w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
     out.par_chunks_mut(dim)
         .zip(x.par_chunks(dim))
         .for_each(|(o, r)| {
@@ -154,7 +148,7 @@ pub fn layer_norm(x: &[f32], dim: usize, w: &[f32], b: &[f32], eps: f32, out: &m
 }
 
 /// Row-wise RMSNorm as LlamaRMSNorm: x · rsqrt(mean(x²) + eps) · w.
-pub fn rms_norm(x: &[f32], dim: usize, w: &[f32], eps: f32, out: &mut [f32]) {
+pub(crate) fn rms_norm(x: &[f32], dim: usize, w: &[f32], eps: f32, out: &mut [f32]) {
     out.par_chunks_mut(dim)
         .zip(x.par_chunks(dim))
         .for_each(|(o, r)| {
@@ -167,7 +161,7 @@ pub fn rms_norm(x: &[f32], dim: usize, w: &[f32], eps: f32, out: &mut [f32]) {
 }
 
 /// `gelu_pytorch_tanh`: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
-pub fn gelu_tanh(x: &mut [f32]) {
+pub(crate) fn gelu_tanh(x: &mut [f32]) {
     const C: f32 = 0.797_884_6;
     x.par_chunks_mut(4096).for_each(|c| {
         for v in c {
@@ -178,7 +172,7 @@ pub fn gelu_tanh(x: &mut [f32]) {
 }
 
 /// gate ← silu(gate) · up, the SwiGLU of LlamaMLP.
-pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+pub(crate) fn silu_mul(gate: &mut [f32], up: &[f32]) {
     gate.par_chunks_mut(4096)
         .zip(up.par_chunks(4096))
         .for_each(|(g, u)| {
@@ -188,7 +182,8 @@ pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
         });
 }
 
-pub fn softmax(row: &mut [f32]) {
+/// In-place softmax of one row.
+pub(crate) fn softmax(row: &mut [f32]) {
     let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
     let mut sum = 0.0;
     for v in row.iter_mut() {
@@ -201,7 +196,8 @@ pub fn softmax(row: &mut [f32]) {
     }
 }
 
-pub fn add_in_place(dst: &mut [f32], src: &[f32]) {
+/// dst += src.
+pub(crate) fn add_in_place(dst: &mut [f32], src: &[f32]) {
     dst.par_chunks_mut(4096)
         .zip(src.par_chunks(4096))
         .for_each(|(d, s)| {
@@ -212,24 +208,4 @@ pub fn add_in_place(dst: &mut [f32], src: &[f32]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn simd_dot_matches_generic() {
-        let k = 77;
-        let x: Vec<f32> = (0..k).map(|i| (i as f32 * 0.37).sin()).collect();
-        let wb: Vec<bf16> = (0..k)
-            .map(|i| bf16::from_f32((i as f32 * 0.11).cos()))
-            .collect();
-        let wh: Vec<f16> = (0..k)
-            .map(|i| f16::from_f32((i as f32 * 0.13).cos()))
-            .collect();
-        let rb: f64 = x.iter().zip(&wb).map(|(a, b)| *a as f64 * b.to_f64()).sum();
-        let rh: f64 = x.iter().zip(&wh).map(|(a, b)| *a as f64 * b.to_f64()).sum();
-        assert!((dot(&x, View::BF16(&wb)) as f64 - rb).abs() < 1e-4);
-        assert!((dot(&x, View::F16(&wh)) as f64 - rh).abs() < 1e-4);
-        assert!((generic::dot_bf16(&x, &wb) as f64 - rb).abs() < 1e-4);
-        assert!((generic::dot_f16(&x, &wh) as f64 - rh).abs() < 1e-4);
-    }
-}
+mod tests;

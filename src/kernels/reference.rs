@@ -1,4 +1,5 @@
-//! Portable kernels, written so the compiler can vectorise them (8 independent accumulators).
+//! Portable kernels: the oracle every SIMD variant is tested against. Written so the compiler
+//! can vectorise them (8 independent accumulators) without target features.
 
 use half::{bf16, f16};
 
@@ -21,14 +22,17 @@ fn dot_by<T: Copy>(x: &[f32], w: &[T], widen: impl Fn(T) -> f32) -> f32 {
     s
 }
 
-pub fn dot_f32(x: &[f32], w: &[f32]) -> f32 {
+/// Σ x·w over the shorter length.
+pub(crate) fn dot_f32(x: &[f32], w: &[f32]) -> f32 {
     dot_by(x, w, |v| v)
 }
 
-pub fn dot_bf16(x: &[f32], w: &[bf16]) -> f32 {
+/// Σ x·w with w widened from bf16.
+pub(crate) fn dot_bf16(x: &[f32], w: &[bf16]) -> f32 {
     dot_by(x, w, |v| f32::from_bits((v.to_bits() as u32) << 16))
 }
 
-pub fn dot_f16(x: &[f32], w: &[f16]) -> f32 {
+/// Σ x·w with w widened from f16.
+pub(crate) fn dot_f16(x: &[f32], w: &[f16]) -> f32 {
     dot_by(x, w, f16::to_f32)
 }

@@ -1,110 +1,16 @@
-//! Safetensors weights: one or more files, mmap'd; tensors are typed views into the map.
+//! Safetensors files (one, or shards named by an index), mmap'd; tensors are views into the map.
 //!
 //! bf16/f16/f32 data is used where it lies in the file. Only a tensor whose offset is not
 //! aligned for its element type (legal in safetensors, rare in practice) is copied out.
 
+use super::{DType, Data, Tensor};
 use crate::error::{Error, Result};
+use ::safetensors::{Dtype, SafeTensors};
 use half::{bf16, f16};
 use memmap2::Mmap;
-use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DType {
-    F32,
-    F16,
-    BF16,
-}
-
-enum Data {
-    Mapped {
-        map: Arc<Mmap>,
-        start: usize,
-        len: usize,
-    },
-    F32(Vec<f32>),
-    F16(Vec<f16>),
-    BF16(Vec<bf16>),
-}
-
-/// A weight tensor, borrowed from the mmap (or owned when it had to be realigned).
-pub struct Tensor {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub dtype: DType,
-    data: Data,
-}
-
-/// A typed view of a tensor's elements.
-#[derive(Clone, Copy)]
-pub enum View<'a> {
-    F32(&'a [f32]),
-    F16(&'a [f16]),
-    BF16(&'a [bf16]),
-}
-
-impl<'a> View<'a> {
-    pub fn len(&self) -> usize {
-        match self {
-            View::F32(s) => s.len(),
-            View::F16(s) => s.len(),
-            View::BF16(s) => s.len(),
-        }
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Widens `[start, start + out.len())` to f32 (exact for bf16 and f16).
-    pub fn to_f32(&self, start: usize, out: &mut [f32]) {
-        let n = out.len();
-        match self {
-            View::F32(s) => out.copy_from_slice(&s[start..start + n]),
-            View::F16(s) => crate::kernels::f16_to_f32(&s[start..start + n], out),
-            View::BF16(s) => crate::kernels::bf16_to_f32(&s[start..start + n], out),
-        }
-    }
-    pub fn slice(&self, start: usize, len: usize) -> View<'a> {
-        match self {
-            View::F32(s) => View::F32(&s[start..start + len]),
-            View::F16(s) => View::F16(&s[start..start + len]),
-            View::BF16(s) => View::BF16(&s[start..start + len]),
-        }
-    }
-}
-
-impl Tensor {
-    pub fn numel(&self) -> usize {
-        self.shape.iter().product()
-    }
-    pub fn view(&self) -> View<'_> {
-        match &self.data {
-            Data::Mapped { map, start, len } => {
-                let bytes = &map[*start..*start + *len];
-                // Alignment was checked when the tensor was created, so these casts cannot fail.
-                match self.dtype {
-                    DType::F32 => View::F32(bytemuck::cast_slice(bytes)),
-                    DType::F16 => View::F16(bytemuck::cast_slice(bytes)),
-                    DType::BF16 => View::BF16(bytemuck::cast_slice(bytes)),
-                }
-            }
-            Data::F32(v) => View::F32(v),
-            Data::F16(v) => View::F16(v),
-            Data::BF16(v) => View::BF16(v),
-        }
-    }
-    /// The whole tensor widened to f32 (for small tensors: norms, biases, embeddings rows).
-    pub fn to_f32_vec(&self) -> Vec<f32> {
-        let mut out = vec![0.0; self.numel()];
-        self.view().to_f32(0, &mut out);
-        out
-    }
-    /// True when the data is read in place from the file.
-    pub fn is_mapped(&self) -> bool {
-        matches!(self.data, Data::Mapped { .. })
-    }
-}
 
 struct Entry {
     file: usize,
@@ -116,7 +22,7 @@ struct Entry {
 }
 
 /// All tensors of a model directory, by name.
-pub struct WeightStore {
+pub(crate) struct WeightStore {
     files: Vec<(PathBuf, Arc<Mmap>)>,
     entries: HashMap<String, Entry>,
 }
@@ -289,6 +195,7 @@ impl WeightStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::weights::View;
 
     #[test]
     fn bf16_and_f16_weights_are_read_in_place() {

@@ -1,0 +1,162 @@
+//! The C ABI's plain types: callbacks, option and statistics structs, enums; and how a
+//! caller's (possibly older, smaller) struct is read.
+
+use crate::error::Error;
+use std::ffi::{c_char, c_void};
+
+/// Receives each generated piece as a NUL-terminated string of complete UTF-8 (valid only
+/// during the call). The pieces of one call concatenate to exactly the returned text.
+pub type smolvlm_token_cb =
+    Option<unsafe extern "C" fn(piece: *const c_char, userdata: *mut c_void)>;
+
+/// Load progress: `fraction` goes from 0 to 1. Return false to cancel the load.
+pub type smolvlm_progress_cb =
+    Option<unsafe extern "C" fn(fraction: f32, user_data: *mut c_void) -> bool>;
+
+/// Receives each generated piece: `len` bytes of complete UTF-8 (not NUL-terminated; valid
+/// only during the call) and the id of the token that completed it. Return false to stop
+/// generation (the call then succeeds with the text so far).
+pub type smolvlm_piece_cb = Option<
+    unsafe extern "C" fn(
+        piece: *const c_char,
+        len: usize,
+        token: i32,
+        user_data: *mut c_void,
+    ) -> bool,
+>;
+
+/// Polled between tiles, layers and tokens. Return true to abort: the call returns
+/// SMOLVLM_STATUS_CANCELLED.
+pub type smolvlm_abort_cb = Option<unsafe extern "C" fn(user_data: *mut c_void) -> bool>;
+
+/// Options for smolvlm_model_load. Fill with smolvlm_model_params_default(&p) first.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct smolvlm_model_params {
+    /// sizeof(smolvlm_model_params), set by smolvlm_model_params_default.
+    pub size: usize,
+    /// Called as loading advances (may be NULL).
+    pub progress: smolvlm_progress_cb,
+    /// Passed to `progress`.
+    pub user_data: *mut c_void,
+}
+
+/// Image splitting: the model's preprocessor default, always, or never.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum smolvlm_split {
+    Default = 0,
+    On = 1,
+    Off = 2,
+}
+
+/// Pixel layouts accepted by smolvlm_image_from_pixels.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum smolvlm_pixel_format {
+    /// 3 bytes per pixel.
+    Rgb8 = 0,
+    /// 4 bytes per pixel; alpha is composited onto white as the HF processor does.
+    Rgba8 = 1,
+}
+
+/// Options for a generate call. Fill with smolvlm_generate_params_default(&p) first.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct smolvlm_generate_params {
+    /// sizeof(smolvlm_generate_params), set by smolvlm_generate_params_default.
+    pub size: usize,
+    /// Threads for this context (its own pool; other contexts are not affected); 0 = all CPUs
+    /// (default).
+    pub n_threads: i32,
+    /// Maximum new tokens, 0..=1048576 (default 256).
+    pub max_tokens: i32,
+    /// 0 = greedy (default).
+    pub temperature: f32,
+    /// 0 = off (default).
+    pub top_k: i32,
+    /// 1 = off (default).
+    pub top_p: f32,
+    /// 1 = off (default).
+    pub repetition_penalty: f32,
+    /// Sampling seed (default 0): the same seed gives the same tokens.
+    pub seed: u64,
+    /// One of smolvlm_split (default SMOLVLM_SPLIT_DEFAULT).
+    pub split: i32,
+    /// Streaming callback (may be NULL).
+    pub on_piece: smolvlm_piece_cb,
+    /// Abort callback (may be NULL).
+    pub should_abort: smolvlm_abort_cb,
+    /// Passed to both callbacks. They run on the calling thread.
+    pub user_data: *mut c_void,
+}
+
+/// Timings and counts of a context's last successful generate call.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct smolvlm_stats {
+    /// Set to sizeof(smolvlm_stats) before calling smolvlm_ctx_get_stats.
+    pub size: usize,
+    /// Time the model took to load.
+    pub load_ms: f64,
+    /// Image tiles encoded (0 for text-only prompts).
+    pub tiles: i32,
+    pub encode_ms: f64,
+    pub prefill_tokens: i32,
+    pub prefill_ms: f64,
+    pub decode_tokens: i32,
+    pub decode_ms: f64,
+    /// decode_tokens per second of decode time.
+    pub decode_tokens_per_s: f64,
+    pub total_ms: f64,
+    /// Threads the call ran on (the context's own pool).
+    pub threads: i32,
+}
+
+/// Copies a caller's params struct, honouring its `size` (older, smaller structs get defaults
+/// for the fields they lack).
+///
+/// # Safety
+/// `p` is NULL or points to at least `(*p).size` readable bytes starting with a `size_t`.
+pub(crate) unsafe fn read_params<T: Copy>(p: *const T, default: T, name: &str) -> Result<T, Error> {
+    if p.is_null() {
+        return Ok(default);
+    }
+    // SAFETY: the first field of every params struct is a size_t, readable per the contract.
+    let size = unsafe { std::ptr::read_unaligned(p as *const usize) };
+    if size < std::mem::size_of::<usize>() || size > 1 << 16 {
+        return Err(Error::invalid(format!(
+            "`{name}->size` is {size}; set it with the matching *_params_default()"
+        )));
+    }
+    let mut out = default;
+    let n = size.min(std::mem::size_of::<T>());
+    // SAFETY: n bytes are readable at p (caller's size) and writable in `out` (≤ size_of::<T>()).
+    unsafe { std::ptr::copy_nonoverlapping(p as *const u8, &mut out as *mut T as *mut u8, n) };
+    Ok(out)
+}
+
+pub(crate) fn model_params_default() -> smolvlm_model_params {
+    smolvlm_model_params {
+        size: std::mem::size_of::<smolvlm_model_params>(),
+        progress: None,
+        user_data: std::ptr::null_mut(),
+    }
+}
+
+pub(crate) fn generate_params_default() -> smolvlm_generate_params {
+    smolvlm_generate_params {
+        size: std::mem::size_of::<smolvlm_generate_params>(),
+        n_threads: 0,
+        max_tokens: 256,
+        temperature: 0.0,
+        top_k: 0,
+        top_p: 1.0,
+        repetition_penalty: 1.0,
+        seed: 0,
+        split: smolvlm_split::Default as i32,
+        on_piece: None,
+        should_abort: None,
+        user_data: std::ptr::null_mut(),
+    }
+}

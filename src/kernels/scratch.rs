@@ -1,0 +1,60 @@
+//! Scratch memory owned by a session: one slot per worker thread of the session's pool, so
+//! kernels reuse buffers without thread-locals, and everything is released with the session.
+
+use std::sync::Mutex;
+
+/// Two grow-only buffers a kernel may use while it runs on one worker thread.
+#[derive(Default)]
+pub(crate) struct Slot {
+    pub a: Vec<f32>,
+    pub b: Vec<f32>,
+}
+
+/// The slots of one session.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    slots: Vec<Mutex<Slot>>,
+}
+
+impl Scratch {
+    /// Scratch for a pool of `threads` workers.
+    pub(crate) fn new(threads: usize) -> Scratch {
+        Scratch {
+            slots: (0..threads.max(1)).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    /// Runs `f` with the calling worker's slot. A kernel never nests parallel work while it
+    /// holds a slot; should a slot still be taken (or the thread not be a worker of the pool),
+    /// `f` gets a fresh one instead of waiting.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut Slot) -> R) -> R {
+        let slot = rayon::current_thread_index().and_then(|i| self.slots.get(i));
+        if let Some(m) = slot {
+            match m.try_lock() {
+                Ok(mut g) => return f(&mut g),
+                Err(std::sync::TryLockError::Poisoned(p)) => return f(&mut p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        f(&mut Slot::default())
+    }
+
+    /// Bytes held by all slots.
+    pub(crate) fn bytes(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|m| {
+                let g = m.lock().unwrap_or_else(|p| p.into_inner());
+                (g.a.capacity() + g.b.capacity()) * 4
+            })
+            .sum()
+    }
+}
+
+/// The first `n` elements of `v`, growing it (never shrinking) as needed.
+pub(crate) fn take(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+    &mut v[..n]
+}

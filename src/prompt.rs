@@ -1,0 +1,155 @@
+//! Idefics3Processor: messages and images → the prompt text with image markup → token ids,
+//! plus the pixel tiles the vision encoder takes.
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::processor::{image_prompt, make_tiles, tile_to_tensor, ImageMarkup};
+use crate::request::{Part, Request, Split};
+use serde_json::{json, Value};
+
+/// A request made ready for the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prepared {
+    /// The prompt ids, image tokens included.
+    pub ids: Vec<u32>,
+    /// Every tile's normalised pixels, [n_tiles, 3, S, S].
+    pub pixels: Vec<f32>,
+    /// Tiles over all images.
+    pub n_tiles: usize,
+}
+
+/// Renders and tokenizes `req` for `m` (Idefics3Processor.__call__): the chat template, each
+/// image's tiles and prompt markup, the ids.
+pub(crate) fn prepare(m: &Model, req: &Request) -> Result<Prepared> {
+    let n_image_parts: usize = req
+        .messages
+        .iter()
+        .map(|msg| msg.content.iter().filter(|p| **p == Part::Image).count())
+        .sum();
+    if req.messages.is_empty() {
+        return Err(Error::invalid("the request has no messages"));
+    }
+    if n_image_parts != req.images.len() {
+        return Err(Error::invalid(format!(
+            "the messages reference {n_image_parts} image(s) but {} were given",
+            req.images.len()
+        )));
+    }
+    let has_text = req.messages.iter().any(|msg| {
+        msg.content
+            .iter()
+            .any(|p| matches!(p, Part::Text(t) if !t.trim().is_empty()))
+    });
+    if !has_text && req.images.is_empty() {
+        return Err(Error::invalid("the prompt is empty"));
+    }
+    let msgs: Vec<Value> = if m.is_vision() {
+        req.messages
+            .iter()
+            .map(|msg| {
+                let parts: Vec<Value> = msg
+                    .content
+                    .iter()
+                    .map(|p| match p {
+                        Part::Text(t) => json!({"type": "text", "text": t}),
+                        Part::Image => json!({"type": "image"}),
+                    })
+                    .collect();
+                json!({"role": msg.role, "content": parts})
+            })
+            .collect()
+    } else {
+        if !req.images.is_empty() {
+            return Err(Error::invalid(format!(
+                "{} is a text-only model ({}); it cannot take images",
+                m.dir.display(),
+                m.config.model_type
+            )));
+        }
+        req.messages
+            .iter()
+            .map(|msg| {
+                let text: String = msg
+                    .content
+                    .iter()
+                    .filter_map(|p| match p {
+                        Part::Text(t) => Some(t.as_str()),
+                        Part::Image => None,
+                    })
+                    .collect();
+                json!({"role": msg.role, "content": text})
+            })
+            .collect()
+    };
+    let rendered = m.tokenizer.render_chat(&Value::Array(msgs), true)?;
+
+    let mut pixels = Vec::new();
+    let mut n_tiles = 0;
+    let text = match &m.vision {
+        None => rendered,
+        Some(v) => {
+            let found = rendered.matches(v.tokens.image.as_str()).count();
+            if found != req.images.len() {
+                return Err(Error::invalid(format!(
+                    "the rendered prompt has {found} {} placeholder(s) for {} image(s)",
+                    v.tokens.image,
+                    req.images.len()
+                )));
+            }
+            let split = match req.split {
+                Split::ModelDefault => v.processor.do_image_splitting,
+                Split::On => true,
+                Split::Off => false,
+            };
+            let markup = ImageMarkup {
+                fake: &v.tokens.fake,
+                image: &v.tokens.image,
+                global: &v.tokens.global,
+                seq_len: v.seq_len,
+            };
+            if !v.processor.do_convert_rgb {
+                for (i, img) in req.images.iter().enumerate() {
+                    if let Some(mode) = img.converted_from {
+                        return Err(Error::image(format!(
+                            "image {} is {mode}, and {}'s image processor has \
+                             do_convert_rgb: false (transformers would not convert it to RGB)",
+                            i + 1,
+                            m.dir.display()
+                        )));
+                    }
+                }
+            }
+            let mut out = String::with_capacity(rendered.len());
+            let mut pieces = rendered.split(v.tokens.image.as_str());
+            out.push_str(pieces.next().unwrap_or(""));
+            for (img, rest) in req.images.iter().zip(pieces) {
+                let t = make_tiles(img, &v.processor, split);
+                for tile in &t.tiles {
+                    tile_to_tensor(tile, &v.processor, &mut pixels);
+                }
+                n_tiles += t.tiles.len();
+                out.push_str(&image_prompt(t.rows, t.cols, &markup));
+                out.push_str(rest);
+            }
+            out
+        }
+    };
+    let ids = m.tokenizer.encode(&text)?;
+    if let Some(v) = &m.vision {
+        let n = ids.iter().filter(|&&i| i == v.image_token_id).count();
+        if n != n_tiles * v.seq_len {
+            return Err(Error::invalid(format!(
+                "the prompt holds {n} image tokens; the images need {} ({} tiles x {}) \
+                 (does the prompt text contain the image token itself?)",
+                n_tiles * v.seq_len,
+                n_tiles,
+                v.seq_len
+            )));
+        }
+    }
+    Ok(Prepared {
+        ids,
+        pixels,
+        n_tiles,
+    })
+}

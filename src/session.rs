@@ -1,0 +1,313 @@
+//! A session: one conversation's state on one model — KV cache, scratch memory, thread pool —
+//! and the generate loop (encode tiles → prefill → sample/decode).
+
+use crate::error::{Error, Result};
+use crate::kernels::{Exec, Scratch};
+use crate::model::Model;
+use crate::prompt::{prepare, Prepared};
+use crate::request::{Hooks, Output, Request, Stats, StopReason, MAX_TOKENS_LIMIT};
+use crate::sampler::Sampler;
+use crate::text::{KvCache, TextScratch};
+use crate::tokenizer::Utf8Stream;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Generation state on a shared model. Everything numeric a call needs lives here, owned by
+/// the session and released with it: the KV cache, scratch buffers and a thread pool whose size
+/// is this session's alone. Use from one thread at a time (`&mut self`).
+pub struct Session {
+    model: Arc<Model>,
+    cache: KvCache,
+    ws: TextScratch,
+    scratch: Scratch,
+    /// Requested threads (0 = all CPUs) and the pool built for them, on first use.
+    threads: usize,
+    pool: Option<rayon::ThreadPool>,
+    last_stats: Stats,
+}
+
+impl Session {
+    /// A session on `model`, running on all CPUs until [`Session::set_threads`] says otherwise.
+    pub fn new(model: Arc<Model>) -> Session {
+        let cache = KvCache::new(&model.config.text);
+        Session {
+            model,
+            cache,
+            ws: TextScratch::default(),
+            scratch: Scratch::default(),
+            threads: 0,
+            pool: None,
+            last_stats: Stats::default(),
+        }
+    }
+
+    /// The model this session runs.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// Statistics of the last successful [`Session::generate`].
+    pub fn last_stats(&self) -> &Stats {
+        &self.last_stats
+    }
+
+    /// Runs this session on `n` threads (0 = all CPUs). Other sessions are not affected.
+    pub fn set_threads(&mut self, n: usize) -> Result<()> {
+        if n > 4096 {
+            return Err(Error::invalid(format!("{n} threads is absurd")));
+        }
+        if n != self.threads {
+            self.threads = n;
+            self.pool = None;
+        }
+        Ok(())
+    }
+
+    /// The number of threads this session's pool runs.
+    pub fn threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// Bytes of scratch memory this session holds (KV cache excluded).
+    pub fn scratch_bytes(&self) -> usize {
+        self.scratch.bytes() + self.ws.bytes()
+    }
+
+    /// Runs `f` on this session's pool (built on first use, with one scratch slot per worker).
+    fn on_pool<R: Send>(&mut self, f: impl FnOnce(&mut Self) -> R + Send) -> Result<R> {
+        if self.pool.is_none() {
+            let n = self.threads();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .thread_name(|i| format!("smolvlm-{i}"))
+                .build()
+                .map_err(|e| Error::invalid(format!("cannot start {n} threads: {e}")))?;
+            self.scratch = Scratch::new(n);
+            self.pool = Some(pool);
+        }
+        let pool = self.pool.take().expect("pool built above");
+        let r = pool.install(|| f(self));
+        self.pool = Some(pool);
+        Ok(r)
+    }
+
+    /// Renders and tokenizes `req`: prompt ids and the pixel tiles to encode.
+    pub fn prepare(&self, req: &Request) -> Result<Prepared> {
+        prepare(&self.model, req)
+    }
+
+    /// Encodes tiles ([n_tiles, 3, S, S]): (vision encoder output [n_tiles · patches, vision
+    /// hidden] when `keep_vision`, else empty; connector output [n_tiles · seq_len, text hidden]).
+    pub fn encode_tiles(
+        &mut self,
+        pixels: &[f32],
+        n_tiles: usize,
+        keep_vision: bool,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        self.on_pool(|s| s.encode_inner(pixels, n_tiles, keep_vision, &mut || true))?
+    }
+
+    fn encode_inner(
+        &self,
+        pixels: &[f32],
+        n_tiles: usize,
+        keep_vision: bool,
+        keep_going: &mut dyn FnMut() -> bool,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let v = self
+            .model
+            .vision
+            .as_ref()
+            .ok_or_else(|| Error::invalid("not a vision model"))?;
+        let s = v.encoder.cfg.image_size;
+        let per = 3 * s * s;
+        if pixels.len() != n_tiles * per {
+            return Err(Error::invalid(format!(
+                "{} pixel values for {n_tiles} tiles of {per}",
+                pixels.len()
+            )));
+        }
+        let ex = Exec {
+            isa: self.model.isa,
+            scratch: &self.scratch,
+        };
+        // A few tiles at a time bounds activation memory; GEMMs stay large enough to be efficient.
+        const BATCH: usize = 4;
+        let (mut vis, mut feats) = (Vec::new(), Vec::new());
+        let mut t = 0;
+        while t < n_tiles {
+            let n = BATCH.min(n_tiles - t);
+            let out = v
+                .encoder
+                .forward(ex, &pixels[t * per..(t + n) * per], n, keep_going)?;
+            feats.extend(
+                v.connector
+                    .forward(ex, &out, n, v.encoder.cfg.patches_per_side()),
+            );
+            if keep_vision {
+                vis.extend(out);
+            }
+            t += n;
+        }
+        Ok((vis, feats))
+    }
+
+    /// Everything up to the first token: prompt ids and stats so far; the first-step logits
+    /// are left in `self.ws.logits`.
+    fn prefill(
+        &mut self,
+        req: &Request,
+        keep_going: &mut dyn FnMut() -> bool,
+    ) -> Result<(Vec<u32>, Stats)> {
+        if req.max_tokens > MAX_TOKENS_LIMIT {
+            return Err(Error::invalid(format!(
+                "max_tokens {} is above the limit of {MAX_TOKENS_LIMIT}",
+                req.max_tokens
+            )));
+        }
+        req.sampling.validate()?;
+        let model = self.model.clone();
+        let m = &*model;
+        let mut stats = Stats::default();
+        let Prepared {
+            ids,
+            pixels,
+            n_tiles,
+        } = prepare(m, req)?;
+        let tc = &m.config.text;
+        if ids.len() >= tc.max_position_embeddings {
+            return Err(Error::invalid(format!(
+                "the prompt is {} tokens; the model's context is {} (max_position_embeddings)",
+                ids.len(),
+                tc.max_position_embeddings
+            )));
+        }
+        let t_enc = Instant::now();
+        let feats = if n_tiles > 0 {
+            self.encode_inner(&pixels, n_tiles, false, keep_going)?.1
+        } else {
+            Vec::new()
+        };
+        drop(pixels);
+        stats.tiles = n_tiles;
+        stats.encode_ms = t_enc.elapsed().as_secs_f64() * 1e3;
+
+        let t_pre = Instant::now();
+        let h = tc.hidden_size;
+        m.text.embed(&ids, &mut self.ws.x)?;
+        if let Some(v) = &m.vision {
+            // inputs_merger: image rows replace the <image> embeddings in order.
+            let mut row = 0;
+            for (i, &id) in ids.iter().enumerate() {
+                if id == v.image_token_id {
+                    self.ws.x[i * h..(i + 1) * h].copy_from_slice(&feats[row * h..(row + 1) * h]);
+                    row += 1;
+                }
+            }
+        }
+        drop(feats);
+        self.cache.clear();
+        let budget = req.max_tokens.min(tc.max_position_embeddings - ids.len());
+        self.cache.reserve(ids.len() + budget)?;
+        let ex = Exec {
+            isa: m.isa,
+            scratch: &self.scratch,
+        };
+        m.text
+            .forward(ex, ids.len(), &mut self.cache, &mut self.ws, keep_going)?;
+        stats.prefill_tokens = ids.len();
+        stats.prefill_ms = t_pre.elapsed().as_secs_f64() * 1e3;
+        Ok((ids, stats))
+    }
+
+    /// Logits for the first generated token (for parity tests against transformers).
+    pub fn first_logits(&mut self, req: &Request) -> Result<Vec<f32>> {
+        self.on_pool(|s| {
+            s.prefill(req, &mut || true)?;
+            Ok(s.ws.logits.clone())
+        })?
+    }
+
+    /// Generates the answer to `req`, streaming pieces to `hooks.on_token`.
+    pub fn generate(&mut self, req: &Request, hooks: Hooks) -> Result<Output> {
+        self.on_pool(|s| s.generate_inner(req, hooks))?
+    }
+
+    fn generate_inner(&mut self, req: &Request, mut hooks: Hooks) -> Result<Output> {
+        let t_start = Instant::now();
+        let model = self.model.clone();
+        let m = &*model;
+        let tc = &m.config.text;
+        let cancel = hooks.cancel;
+        let mut keep_going = || !cancel.is_some_and(|c| c());
+        let (ids, mut stats) = self.prefill(req, &mut keep_going)?;
+
+        let t_dec = Instant::now();
+        let mut sampler = Sampler::new(req.sampling.clone());
+        let mut history = ids.clone();
+        let mut tokens = Vec::new();
+        let mut text = String::new();
+        let mut utf8 = Utf8Stream::default();
+        let mut stop = StopReason::MaxTokens;
+        let eos = m.eos_token_ids();
+        let mut emit = |piece: String, id: u32, text: &mut String| -> bool {
+            let go = match (&mut hooks.on_token, piece.is_empty()) {
+                (Some(cb), false) => cb(&piece, id),
+                _ => true,
+            };
+            text.push_str(&piece);
+            go
+        };
+        let ex = Exec {
+            isa: m.isa,
+            scratch: &self.scratch,
+        };
+        for step in 0..req.max_tokens {
+            if !keep_going() {
+                return Err(Error::cancelled());
+            }
+            let tok = sampler.sample(&mut self.ws.logits, &history);
+            if eos.contains(&tok) {
+                stop = StopReason::Eos;
+                break;
+            }
+            tokens.push(tok);
+            history.push(tok);
+            let piece = utf8.push(m.tokenizer.piece(tok));
+            if !emit(piece, tok, &mut text) {
+                stop = StopReason::Callback;
+                break;
+            }
+            if step + 1 == req.max_tokens {
+                break;
+            }
+            if self.cache.len + 1 > tc.max_position_embeddings {
+                stop = StopReason::ContextFull;
+                break;
+            }
+            m.text.embed(&[tok], &mut self.ws.x)?;
+            m.text
+                .forward(ex, 1, &mut self.cache, &mut self.ws, &mut keep_going)?;
+        }
+        let tail = utf8.finish();
+        if !tail.is_empty() {
+            let last = tokens.last().copied().unwrap_or(0);
+            emit(tail, last, &mut text);
+        }
+        stats.threads = rayon::current_num_threads();
+        stats.decode_tokens = tokens.len();
+        stats.decode_ms = t_dec.elapsed().as_secs_f64() * 1e3;
+        stats.total_ms = t_start.elapsed().as_secs_f64() * 1e3;
+        self.last_stats = stats.clone();
+        Ok(Output {
+            prompt_tokens: ids,
+            tokens,
+            text,
+            stop,
+            stats,
+        })
+    }
+}
