@@ -109,11 +109,18 @@ fn streamed_text_equals_json_text_and_silent_is_silent() {
         "--max-tokens",
         "12",
     ];
-    let (_, streamed, err) = smolvlm(&args);
-    assert!(!err.is_empty());
-    let (_, silent, err2) = smolvlm(&[&args[..], &["--silent"]].concat());
+    let (code, streamed, err) = smolvlm(&args);
+    assert_eq!(code, 0, "{err}");
+    let last = err.trim_end().lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("Inference: ") && last.contains(" tokens ("),
+        "last stderr line: {last:?}"
+    );
+    let (code, silent, err2) = smolvlm(&[&args[..], &["--silent"]].concat());
+    assert_eq!(code, 0);
     assert!(err2.is_empty(), "--silent printed: {err2}");
-    let (_, json, _) = smolvlm(&[&args[..], &["--json"]].concat());
+    let (code, json, _) = smolvlm(&[&args[..], &["--json"]].concat());
+    assert_eq!(code, 0);
     let j: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
     let text = j["text"].as_str().unwrap();
     assert_eq!(streamed, format!("{text}\n"));
@@ -145,7 +152,7 @@ fn errors_exit_non_zero_with_a_message() {
             vec!["-d", model.as_str(), "-p", "hi", "--top-p", "0"],
             "top_p",
         ),
-        (vec!["-p", "hi"], "-d"),
+        (vec!["-p", "hi"], "missing -d <model_dir>"),
     ] {
         let (code, out, err) = smolvlm(&args);
         assert_ne!(code, 0, "{args:?} succeeded");

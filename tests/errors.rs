@@ -39,17 +39,26 @@ fn missing_directory_and_files() {
     assert_eq!(e.kind, ErrorKind::Io);
     assert!(e.message.contains("/nonexistent/smolvlm-model"), "{e}");
 
-    for (file, kind) in [
-        ("config.json", ErrorKind::Io),
-        ("tokenizer.json", ErrorKind::BadModel),
-        ("model.safetensors", ErrorKind::BadModel),
+    for (file, kind, says) in [
+        ("config.json", ErrorKind::Io, "config.json: No such file"),
+        (
+            "tokenizer.json",
+            ErrorKind::BadModel,
+            "tokenizer.json: missing",
+        ),
+        (
+            "model.safetensors",
+            ErrorKind::BadModel,
+            "no model.safetensors (nor an index",
+        ),
     ] {
         let dir = copy_model(&format!("missing-{file}"));
         std::fs::remove_file(dir.join(file)).unwrap();
         let e = load_err(&dir);
         assert_eq!(e.kind, kind, "{file}: {e}");
+        assert!(e.message.contains(says), "{file}: {e}");
         assert!(
-            e.message.contains(file) || e.message.contains("safetensors"),
+            e.message.contains(&dir.display().to_string()),
             "{file}: {e}"
         );
     }
@@ -167,4 +176,111 @@ fn bad_images_and_prompts() {
     r.messages[0].content.retain(|p| *p != smolvlm::Part::Image);
     let e = s.generate(&r, Default::default()).unwrap_err();
     assert!(e.message.contains("0 image(s) but 1"), "{e}");
+}
+
+/// Writes `edit`ed JSON back to `file` in a fresh copy of the model and returns the load error.
+fn json_edit_err(tag: &str, file: &str, edit: impl Fn(&mut serde_json::Value)) -> smolvlm::Error {
+    let dir = copy_model(tag);
+    let mut v = read_json(&dir.join(file));
+    edit(&mut v);
+    std::fs::write(dir.join(file), v.to_string()).unwrap();
+    load_err(&dir)
+}
+
+#[test]
+fn malformed_config_values_are_errors_naming_file_and_key() {
+    use serde_json::json;
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, &str, Edit, &str)> = vec![
+        (
+            "eos-float",
+            "generation_config.json",
+            Box::new(|v| v["eos_token_id"] = json!([49279, 2.5])),
+            "generation_config.json: eos_token_id must hold token ids",
+        ),
+        (
+            "eos-huge",
+            "generation_config.json",
+            Box::new(|v| v["eos_token_id"] = json!(1u64 << 40)),
+            "generation_config.json: eos_token_id must hold token ids",
+        ),
+        (
+            "eos-negative",
+            "generation_config.json",
+            Box::new(|v| v["eos_token_id"] = json!(-1)),
+            "eos_token_id must hold token ids",
+        ),
+        (
+            "rope-theta-string",
+            "config.json",
+            Box::new(|v| v["text_config"]["rope_parameters"] = json!({"rope_theta": "big"})),
+            "config.json: text_config.rope_parameters.rope_theta must be a number",
+        ),
+        (
+            "rope-theta-zero",
+            "config.json",
+            Box::new(|v| v["text_config"]["rope_parameters"] = json!({"rope_theta": 0.0})),
+            "text_config.rope_theta must be > 0",
+        ),
+        (
+            "rope-params-list",
+            "config.json",
+            Box::new(|v| v["text_config"]["rope_parameters"] = json!([1, 2])),
+            "text_config.rope_parameters must be an object",
+        ),
+        (
+            "rope-type-number",
+            "config.json",
+            Box::new(|v| v["text_config"]["rope_parameters"] = json!({"rope_type": 3})),
+            "text_config.rope_parameters.rope_type must be a string",
+        ),
+        (
+            "seq-len-string",
+            "processor_config.json",
+            Box::new(|v| v["image_seq_len"] = json!("sixty-four")),
+            "processor_config.json: image_seq_len must be a non-negative integer",
+        ),
+        (
+            "seq-len-zero",
+            "processor_config.json",
+            Box::new(|v| v["image_seq_len"] = json!(0)),
+            "processor_config.json: image_seq_len must be > 0",
+        ),
+    ];
+    for (tag, file, edit, says) in cases {
+        let e = json_edit_err(tag, file, edit);
+        assert_eq!(e.kind, ErrorKind::BadModel, "{tag}: {e}");
+        assert!(e.message.contains(says), "{tag}: {e}");
+    }
+}
+
+#[test]
+fn do_convert_rgb_false_refuses_images_that_need_conversion() {
+    let dir = copy_model("no-convert-rgb");
+    let mut v = read_json(&dir.join("preprocessor_config.json"));
+    v["do_convert_rgb"] = false.into();
+    std::fs::write(dir.join("preprocessor_config.json"), v.to_string()).unwrap();
+    let mut s = Session::new(Arc::new(Model::load(&dir).unwrap()));
+    let images = fixtures().join("images");
+    for (file, mode) in [("rgba.png", "with alpha"), ("gray.png", "grayscale")] {
+        let img = RgbImage::open(&images.join(file)).unwrap();
+        let e = s
+            .generate(&Request::simple("hi", None, vec![img]), Default::default())
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadImage, "{file}: {e}");
+        assert!(
+            e.message.contains(mode) && e.message.contains("do_convert_rgb: false"),
+            "{file}: {e}"
+        );
+    }
+    // An RGB image needs no conversion: same answer as with the unmodified model.
+    let img = RgbImage::open(&images.join("square.png")).unwrap();
+    let mut r = Request::simple("hi", None, vec![img]);
+    r.max_tokens = 6;
+    let ours = s.generate(&r, Default::default()).unwrap();
+    let plain = Arc::new(Model::load(fixtures().join("models").join(MODEL)).unwrap());
+    let want = Session::new(plain)
+        .generate(&r, Default::default())
+        .unwrap();
+    assert_eq!(ours.tokens, want.tokens);
 }

@@ -36,8 +36,7 @@ fn lanczos_matches_pillow_bit_for_bit() {
             n(&c["out"], 0),
             n(&c["out"], 1),
         );
-        let out =
-            smolvlm::resize::resize_rgb(&pattern(w, h, c["seed"].as_i64().unwrap()), w, h, w2, h2);
+        let out = smolvlm::resize_rgb(&pattern(w, h, c["seed"].as_i64().unwrap()), w, h, w2, h2);
         if format!("{:x}", Sha256::digest(&out)) != c["sha256"].as_str().unwrap() {
             bad.push(format!("{w}x{h} -> {w2}x{h2}"));
         }
