@@ -5,7 +5,14 @@
 
 use crate::error::{Error, Result};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod fields;
+mod image_processor;
+
+use fields::{ids, Fields};
+pub(crate) use fields::{read_json, read_json_opt};
+pub(crate) use image_processor::{load_image_processor_config, ImageProcessorConfig};
 
 /// `vision_config` (Idefics3VisionConfig): the SigLIP encoder.
 #[derive(Debug, Clone)]
@@ -111,120 +118,6 @@ impl ModelConfig {
         }
     }
 }
-
-/// `preprocessor_config.json` (Idefics3ImageProcessor) fields that change the pixels.
-#[derive(Debug, Clone)]
-pub struct ImageProcessorConfig {
-    pub do_convert_rgb: bool,
-    pub do_resize: bool,
-    /// `size.longest_edge`: every image is first resized so its longest edge equals this.
-    pub longest_edge: usize,
-    /// `max_image_size.longest_edge`: the tile side.
-    pub tile_size: usize,
-    pub do_image_splitting: bool,
-    pub do_rescale: bool,
-    pub rescale_factor: f64,
-    pub do_normalize: bool,
-    pub image_mean: [f32; 3],
-    pub image_std: [f32; 3],
-    /// `image_seq_len` from processor_config.json, when given.
-    pub image_seq_len: Option<usize>,
-}
-
-pub(crate) fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::model(format!("{}: invalid JSON: {}", path.display(), e)))
-}
-
-pub(crate) fn read_json_opt(path: &Path) -> Result<Option<Value>> {
-    if path.exists() {
-        read_json(path).map(Some)
-    } else {
-        Ok(None)
-    }
-}
-
-struct Fields<'a> {
-    obj: &'a Value,
-    file: &'a Path,
-    section: &'a str,
-}
-
-impl<'a> Fields<'a> {
-    fn get(&self, key: &str) -> Option<&'a Value> {
-        self.obj.get(key).filter(|v| !v.is_null())
-    }
-    fn err(&self, key: &str, what: &str) -> Error {
-        let sec = if self.section.is_empty() {
-            String::new()
-        } else {
-            format!("{}.", self.section)
-        };
-        Error::model(format!("{}: {}{} {}", self.file.display(), sec, key, what))
-    }
-    fn usize(&self, key: &str, default: Option<usize>) -> Result<usize> {
-        match self.get(key) {
-            Some(v) => v
-                .as_u64()
-                .filter(|&n| n <= u32::MAX as u64)
-                .map(|n| n as usize)
-                .ok_or_else(|| {
-                    self.err(key, &format!("must be a non-negative integer, found {v}"))
-                }),
-            None => default.ok_or_else(|| self.err(key, "is missing")),
-        }
-    }
-    fn positive(&self, key: &str, default: Option<usize>) -> Result<usize> {
-        let n = self.usize(key, default)?;
-        if n == 0 {
-            return Err(self.err(key, "must be > 0"));
-        }
-        Ok(n)
-    }
-    fn f64(&self, key: &str, default: f64) -> Result<f64> {
-        match self.get(key) {
-            Some(v) => v
-                .as_f64()
-                .filter(|x| x.is_finite())
-                .ok_or_else(|| self.err(key, &format!("must be a number, found {v}"))),
-            None => Ok(default),
-        }
-    }
-    fn bool(&self, key: &str, default: bool) -> Result<bool> {
-        match self.get(key) {
-            Some(v) => v
-                .as_bool()
-                .ok_or_else(|| self.err(key, &format!("must be true or false, found {v}"))),
-            None => Ok(default),
-        }
-    }
-    fn str(&self, key: &str) -> Option<&'a str> {
-        self.get(key).and_then(|v| v.as_str())
-    }
-}
-
-/// Token ids given as an int or a list of ints (`eos_token_id`); null or absent = none.
-fn ids(obj: &Value, key: &str, file: &Path, section: &str) -> Result<Vec<u32>> {
-    let f = Fields { obj, file, section };
-    let one = |x: &Value| {
-        x.as_u64()
-            .filter(|&n| n <= u32::MAX as u64)
-            .map(|n| n as u32)
-            .ok_or_else(|| {
-                f.err(
-                    key,
-                    &format!("must hold token ids (integers >= 0), found {x}"),
-                )
-            })
-    };
-    match f.get(key) {
-        None => Ok(vec![]),
-        Some(Value::Array(a)) => a.iter().map(one).collect(),
-        Some(x) => one(x).map(|i| vec![i]),
-    }
-}
-
 fn text_config(f: &Fields, is_vlm: bool) -> Result<TextConfig> {
     // Idefics3Config builds its default LlamaConfig with rms_norm_eps 1e-5; LlamaConfig's own default is 1e-6.
     let eps_default = if is_vlm { 1e-5 } else { 1e-6 };
@@ -434,101 +327,5 @@ pub fn load_model_config(dir: &Path) -> Result<ModelConfig> {
         image_token_id,
         tie_word_embeddings: tie,
         eos_token_ids: eos,
-    })
-}
-
-/// Reads the image processor settings: `preprocessor_config.json`, or the `image_processor`
-/// section transformers 5 writes into `processor_config.json`.
-pub fn load_image_processor_config(
-    dir: &Path,
-    vision: &VisionConfig,
-) -> Result<ImageProcessorConfig> {
-    let pre_path = dir.join("preprocessor_config.json");
-    let proc_path = dir.join("processor_config.json");
-    let proc = read_json_opt(&proc_path)?;
-    let (obj, file): (Value, PathBuf) = match read_json_opt(&pre_path)? {
-        Some(v) => (v, pre_path),
-        None => match proc.as_ref().and_then(|p| p.get("image_processor")) {
-            Some(v) => (v.clone(), proc_path.clone()),
-            None => {
-                return Err(Error::model(format!(
-                    "{}: missing (and {} has no image_processor section)",
-                    pre_path.display(),
-                    proc_path.display()
-                )))
-            }
-        },
-    };
-    let f = Fields {
-        obj: &obj,
-        file: &file,
-        section: "",
-    };
-    let edge = |key: &str, default: usize| -> Result<usize> {
-        match f.get(key) {
-            Some(v) => v
-                .get("longest_edge")
-                .and_then(|x| x.as_u64())
-                .filter(|&x| x > 0 && x <= 1 << 16)
-                .map(|x| x as usize)
-                .ok_or_else(|| f.err(key, "must be {\"longest_edge\": <positive integer>}")),
-            None => Ok(default),
-        }
-    };
-    // Idefics3ImageProcessor defaults: size 4*364, max_image_size 364.
-    let longest_edge = edge("size", 4 * 364)?;
-    let tile_size = edge("max_image_size", 364)?;
-    if let Some(r) = f.get("resample") {
-        if r.as_u64() != Some(1) {
-            return Err(f.err(
-                "resample",
-                &format!("{r} is not supported (only 1 = LANCZOS)"),
-            ));
-        }
-    }
-    let triple = |key: &str| -> Result<[f32; 3]> {
-        match f.get(key) {
-            None => Ok([0.5; 3]),
-            Some(Value::Number(n)) => Ok([n.as_f64().unwrap_or(0.5) as f32; 3]),
-            Some(Value::Array(a)) if a.len() == 3 && a.iter().all(|x| x.is_number()) => {
-                let g = |i: usize| a[i].as_f64().unwrap_or(0.0) as f32;
-                Ok([g(0), g(1), g(2)])
-            }
-            Some(v) => Err(f.err(key, &format!("must be a number or 3 numbers, found {v}"))),
-        }
-    };
-    let image_std = triple("image_std")?;
-    if image_std.contains(&0.0) {
-        return Err(f.err("image_std", "must not contain 0"));
-    }
-    if tile_size < vision.patch_size {
-        return Err(f.err("max_image_size", "is smaller than the vision patch size"));
-    }
-    let image_seq_len = match &proc {
-        Some(p) => {
-            let pf = Fields {
-                obj: p,
-                file: &proc_path,
-                section: "",
-            };
-            match pf.get("image_seq_len") {
-                Some(_) => Some(pf.positive("image_seq_len", None)?),
-                None => None,
-            }
-        }
-        None => None,
-    };
-    Ok(ImageProcessorConfig {
-        do_convert_rgb: f.bool("do_convert_rgb", true)?,
-        do_resize: f.bool("do_resize", true)?,
-        longest_edge,
-        tile_size,
-        do_image_splitting: f.bool("do_image_splitting", true)?,
-        do_rescale: f.bool("do_rescale", true)?,
-        rescale_factor: f.f64("rescale_factor", 1.0 / 255.0)?,
-        do_normalize: f.bool("do_normalize", true)?,
-        image_mean: triple("image_mean")?,
-        image_std,
-        image_seq_len,
     })
 }
