@@ -143,6 +143,27 @@ mod tests {
         assert_eq!(s.sample(&mut [1.0, 3.0, 2.0], &[1]), 2);
     }
 
+    /// TopPLogitsWarper keeps the smallest head whose mass reaches top_p: with four equal
+    /// logits (probabilities exactly 0.25), top_p 0.5 keeps two tokens and 0.75 keeps three.
+    #[test]
+    fn top_p_keeps_the_head_that_reaches_the_mass_exactly() {
+        for (top_p, kept) in [(0.5f32, 2usize), (0.75, 3), (0.2, 1)] {
+            let mut seen = [0usize; 4];
+            for seed in 0..200 {
+                let mut s = Sampler::new(SamplingParams {
+                    temperature: 1.0,
+                    top_p,
+                    seed,
+                    ..Default::default()
+                });
+                seen[s.sample(&mut [0.0; 4], &[]) as usize] += 1;
+            }
+            for (i, &n) in seen.iter().enumerate() {
+                assert_eq!(n > 0, i < kept, "top_p {top_p}: token {i} drawn {n} times");
+            }
+        }
+    }
+
     #[test]
     fn same_seed_same_draws_and_top_k_1_is_greedy() {
         let p = SamplingParams {
