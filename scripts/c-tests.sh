@@ -35,7 +35,7 @@ static_libs=$(cargo rustc -q --release --lib --crate-type staticlib -- --print n
   | sed -n 's/.*native-static-libs: //p' | tail -1)
 cc "${CFLAGS[@]}" examples/c/dropin_cli.c -Ltarget/release -lsmolvlm -Wl,-rpath,"$PWD/target/release" -o "$OUT/dropin_shared"
 cc "${CFLAGS[@]}" examples/c/dropin_cli.c target/release/libsmolvlm.a $static_libs -o "$OUT/dropin_static"
-cc "${CFLAGS[@]}" -D_POSIX_C_SOURCE=200809L tests/c/test_api.c -Ltarget/release -lsmolvlm -lpthread \
+cc "${CFLAGS[@]}" -D_POSIX_C_SOURCE=200809L tests/c/test_api.c -Ltarget/release -lsmolvlm -lpthread -lm \
   -Wl,-rpath,"$PWD/target/release" -o "$OUT/test_api"
 cc "${CFLAGS[@]}" tests/c/dropin_repeat.c -Ltarget/release -lsmolvlm -Wl,-rpath,"$PWD/target/release" -o "$OUT/dropin_repeat"
 g++ -std=c++17 -Wall -Wextra -Werror -Iinclude tests/c/header_cxx.cpp -Ltarget/release -lsmolvlm \

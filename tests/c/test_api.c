@@ -1,9 +1,13 @@
 /*
  * Tests of the extended C API against a fixture model.
  *   test_api <model_dir> <image.ppm> <corrupt_model_dir>
- * Prints "N passed, M failed" and exits non-zero on any failure.
+ *            <image_chat.json> <its CLI output> <text_chat.json> <its CLI output>
+ * The CLI outputs are `smolvlm --silent -d <model_dir> [-i <image.ppm>] --messages <chat.json>
+ * --max-tokens 12` (scripts/c-tests.sh makes them). Prints "N passed, M failed" and exits
+ * non-zero on any failure.
  */
 #include "smolvlm.h"
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +56,12 @@ static unsigned char *read_ppm(const char *path, unsigned *w, unsigned *h) {
     return px;
 }
 
+static smolvlm_status get_stats(smolvlm_ctx_t *ctx, smolvlm_stats *s) {
+    memset(s, 0, sizeof *s);
+    s->size = sizeof *s;
+    return smolvlm_ctx_get_stats(ctx, s);
+}
+
 static char *generate(smolvlm_ctx_t *ctx, const char *prompt, const smolvlm_image_t *img, int max_tokens) {
     smolvlm_generate_params p;
     smolvlm_generate_params_default(&p);
@@ -61,6 +71,55 @@ static char *generate(smolvlm_ctx_t *ctx, const char *prompt, const smolvlm_imag
     smolvlm_status st = smolvlm_ctx_generate(ctx, prompt, NULL, img ? imgs : NULL, img ? 1 : 0, &p, &text);
     CHECK(st == SMOLVLM_STATUS_OK, "generate: %s", smolvlm_status_str(st));
     return text;
+}
+
+/*
+ * The statistics of the call that just returned `text` for `max_tokens` (a greedy run of `prompt`
+ * about `img`, or text-only when img is NULL). Checks what the library fills: its own time
+ * counters are positive and fit inside total_ms; decode_tokens is max_tokens, or fewer only when
+ * generation stopped at EOS, which a rerun with more tokens allowed shows (same text, same count).
+ * Reruns, so the context's stats change afterwards.
+ */
+static void check_stats(const char *label, smolvlm_ctx_t *ctx, const char *prompt, const smolvlm_image_t *img,
+                        int max_tokens, const char *text) {
+    smolvlm_stats st;
+    smolvlm_status rc = get_stats(ctx, &st);
+    CHECK(rc == SMOLVLM_STATUS_OK, "%s: get_stats: %s", label, smolvlm_status_str(rc));
+    CHECK(st.size == sizeof st, "%s: size %zu", label, st.size);
+    CHECK(st.load_ms > 0, "%s: load_ms %f", label, st.load_ms);
+    if (img) {
+        CHECK(st.tiles > 0 && st.encode_ms > 0, "%s: tiles %d, encode_ms %f", label, st.tiles, st.encode_ms);
+        /* Every tile puts at least one <image> token into the prompt. */
+        CHECK(st.prefill_tokens > st.tiles, "%s: prefill_tokens %d, tiles %d", label, st.prefill_tokens, st.tiles);
+    } else {
+        CHECK(st.tiles == 0, "%s: tiles %d for a text-only prompt", label, st.tiles);
+    }
+    CHECK(st.prefill_tokens > 0 && st.prefill_ms > 0, "%s: prefill %d tokens in %f ms", label, st.prefill_tokens,
+          st.prefill_ms);
+    CHECK(st.decode_tokens >= 0 && st.decode_tokens <= max_tokens, "%s: decode_tokens %d of %d", label,
+          st.decode_tokens, max_tokens);
+    if (st.decode_tokens > 0) {
+        double tps = st.decode_tokens * 1e3 / st.decode_ms;
+        CHECK(st.decode_ms > 0 && st.decode_tokens_per_s > 0 && fabs(st.decode_tokens_per_s - tps) <= 1e-9 * tps,
+              "%s: %d tokens in %f ms but %f tokens/s", label, st.decode_tokens, st.decode_ms, st.decode_tokens_per_s);
+    }
+    /* Encoding, prefill and decoding are disjoint intervals inside the call (1 ns of rounding slack). */
+    CHECK(st.total_ms + 1e-6 >= st.encode_ms + st.prefill_ms + st.decode_ms,
+          "%s: total_ms %f < encode %f + prefill %f + decode %f", label, st.total_ms, st.encode_ms, st.prefill_ms,
+          st.decode_ms);
+    printf("%s stats: %d tiles, encode %.2f ms, prefill %d tokens %.2f ms, decode %d/%d tokens %.2f ms, total %.2f ms\n",
+           label, st.tiles, st.encode_ms, st.prefill_tokens, st.prefill_ms, st.decode_tokens, max_tokens, st.decode_ms,
+           st.total_ms);
+    if (st.decode_tokens < max_tokens) {
+        /* Fewer tokens than asked: only EOS may have stopped it, so more room changes nothing. */
+        char *again = generate(ctx, prompt, img, max_tokens + 8);
+        smolvlm_stats st2;
+        CHECK(get_stats(ctx, &st2) == SMOLVLM_STATUS_OK && st2.decode_tokens == st.decode_tokens && again && text &&
+                  strcmp(again, text) == 0,
+              "%s: stopped after %d of %d tokens, but with %d allowed it gives %d tokens", label, st.decode_tokens,
+              max_tokens, max_tokens + 8, st2.decode_tokens);
+        smolvlm_string_free(again);
+    }
 }
 
 typedef struct { int pieces; int stop_after; int cancel_after; char buf[4096]; size_t len; } stream_state;
@@ -180,10 +239,22 @@ int main(int argc, char **argv) {
     /* Text-only. */
     char *serial = generate(ctx, "Tell me a story.", NULL, 12);
     CHECK(serial && strlen(serial) > 0, "text-only output");
-    smolvlm_stats stats = {0};
-    stats.size = sizeof stats;
-    CHECK(smolvlm_ctx_get_stats(ctx, &stats) == SMOLVLM_STATUS_OK && stats.decode_tokens > 0 && stats.tiles == 0,
-          "stats (decode_tokens=%d)", stats.decode_tokens);
+    smolvlm_stats stats;
+    check_stats("text-only", ctx, "Tell me a story.", NULL, 12, serial);
+    /* The size field: 0 is refused; a smaller (older) struct gets only its own bytes written. */
+    memset(&stats, 0, sizeof stats);
+    CHECK(smolvlm_ctx_get_stats(ctx, &stats) == SMOLVLM_STATUS_INVALID_ARG, "stats with size 0");
+    CHECK(smolvlm_ctx_get_stats(ctx, NULL) == SMOLVLM_STATUS_NULL_ARG, "stats into NULL");
+    memset(&stats, 0xAB, sizeof stats);
+    stats.size = offsetof(smolvlm_stats, encode_ms);
+    CHECK(smolvlm_ctx_get_stats(ctx, &stats) == SMOLVLM_STATUS_OK && stats.load_ms > 0 && stats.tiles == 0,
+          "short stats struct: load_ms %f, tiles %d", stats.load_ms, stats.tiles);
+    {
+        const unsigned char *tail = (const unsigned char *)&stats + offsetof(smolvlm_stats, encode_ms);
+        size_t n = sizeof stats - offsetof(smolvlm_stats, encode_ms), untouched = 0;
+        for (size_t i = 0; i < n; i++) untouched += tail[i] == 0xAB;
+        CHECK(untouched == n, "short stats struct: %zu of %zu bytes past its size were written", n - untouched, n);
+    }
 
     /* Same image from a file, from raw pixels, from encoded bytes. */
     smolvlm_image_t *from_file = NULL, *from_px = NULL, *from_bytes = NULL;
@@ -199,9 +270,7 @@ int main(int argc, char **argv) {
     char *t_px = generate(ctx, "What is this?", from_px, 10);
     char *t_bytes = generate(ctx, "What is this?", from_bytes, 10);
     CHECK(t_file && t_px && t_bytes && strcmp(t_file, t_px) == 0 && strcmp(t_file, t_bytes) == 0, "same image, same text");
-    stats.size = sizeof stats;
-    smolvlm_ctx_get_stats(ctx, &stats);
-    CHECK(stats.tiles > 0 && stats.encode_ms >= 0, "image stats (tiles=%d)", stats.tiles);
+    check_stats("image", ctx, "What is this?", from_bytes, 10, t_bytes);
     /* RGBA pixels with opaque alpha give the same answer as RGB. */
     unsigned char *rgba = malloc((size_t)w * h * 4);
     for (size_t i = 0; i < (size_t)w * h; i++) {
@@ -223,12 +292,19 @@ int main(int argc, char **argv) {
     char *t = NULL;
     CHECK(smolvlm_ctx_generate(ctx, "Tell me a story.", NULL, NULL, 0, &p, &t) == SMOLVLM_STATUS_OK, "streamed");
     CHECK(t && strcmp(t, s.buf) == 0 && serial && strcmp(t, serial) == 0, "pieces = text = serial text");
+    /* Each of these 12 tokens completes a UTF-8 piece, so below, N pieces are N tokens. */
+    CHECK(get_stats(ctx, &stats) == SMOLVLM_STATUS_OK && stats.decode_tokens == 12 && s.pieces == 12,
+          "streamed: %d pieces, %d tokens", s.pieces, stats.decode_tokens);
     smolvlm_string_free(t);
     memset(&s, 0, sizeof s);
     s.stop_after = 2;
     CHECK(smolvlm_ctx_generate(ctx, "Tell me a story.", NULL, NULL, 0, &p, &t) == SMOLVLM_STATUS_OK && s.pieces == 2,
           "stop from callback (pieces=%d)", s.pieces);
     CHECK(t && strcmp(t, s.buf) == 0, "stopped text = pieces");
+    /* Fewer tokens than max_tokens, for a reason: the callback stopped it. */
+    smolvlm_stats stopped;
+    CHECK(get_stats(ctx, &stopped) == SMOLVLM_STATUS_OK && stopped.decode_tokens == 2,
+          "stopped after 2 pieces: decode_tokens %d", stopped.decode_tokens);
     smolvlm_string_free(t);
     memset(&s, 0, sizeof s);
     s.cancel_after = 3;
@@ -236,6 +312,11 @@ int main(int argc, char **argv) {
     t = (char *)1;
     CHECK(smolvlm_ctx_generate(ctx, "Tell me a story.", NULL, NULL, 0, &p, &t) == SMOLVLM_STATUS_CANCELLED && s.pieces == 3 && t == NULL,
           "cancel after 3 (pieces=%d)", s.pieces);
+    /* A cancelled call leaves the stats of the last successful one. */
+    CHECK(get_stats(ctx, &stats) == SMOLVLM_STATUS_OK && stats.decode_tokens == stopped.decode_tokens &&
+              stats.total_ms == stopped.total_ms,
+          "stats after cancel: %d tokens, total %f ms (last success: %d, %f)", stats.decode_tokens, stats.total_ms,
+          stopped.decode_tokens, stopped.total_ms);
 
     /* A context entered again while busy says BUSY. */
     BUSY_CTX = ctx;
