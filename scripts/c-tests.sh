@@ -62,10 +62,18 @@ check_same() { # label, cli args..., -- , c args...
 check_same image -d $MODEL -i $IMAGE -p "What is in the image?" --max-tokens 16 -- $MODEL $IMAGE "What is in the image?" 16
 check_same text -d $MODEL -p "Tell me a story." --max-tokens 16 --system-prompt "Be brief." -- $MODEL - "Tell me a story." 16 "Be brief."
 
-# 5. The extended API tests (a corrupt copy of the model for the error path).
+# 5. The extended API tests (a corrupt copy of the model for the error path; the CLI's output for
+#    two multi-turn JSON chats, which smolvlm_ctx_generate_chat must reproduce).
 rm -rf "$OUT/corrupt" && cp -r $MODEL "$OUT/corrupt"
 head -c 1000 $MODEL/model.safetensors > "$OUT/corrupt/model.safetensors"
-"$OUT/test_api" $MODEL tests/fixtures/images/square.ppm "$OUT/corrupt"
+PPM=tests/fixtures/images/square.ppm
+CHATS=tests/c/chats
+target/release/smolvlm --silent -d $MODEL -i $PPM --messages $CHATS/image_multiturn.json --max-tokens 12 \
+  > "$OUT/image_multiturn.cli.txt"
+target/release/smolvlm --silent -d $MODEL --messages $CHATS/text_multiturn.json --max-tokens 12 \
+  > "$OUT/text_multiturn.cli.txt"
+"$OUT/test_api" $MODEL $PPM "$OUT/corrupt" $CHATS/image_multiturn.json "$OUT/image_multiturn.cli.txt" \
+  $CHATS/text_multiturn.json "$OUT/text_multiturn.cli.txt"
 
 # 6. An install with its pkg-config file gives a working build line.
 rm -rf "$OUT/prefix"

@@ -56,6 +56,21 @@ static unsigned char *read_ppm(const char *path, unsigned *w, unsigned *h) {
     return px;
 }
 
+/* A text file as a NUL-terminated string without its one trailing newline (the CLI adds it). */
+static char *read_text(const char *path) {
+    size_t len = 0;
+    unsigned char *buf = read_file(path, &len);
+    if (!buf) return NULL;
+    char *s = malloc(len + 1);
+    if (s) {
+        memcpy(s, buf, len);
+        if (len > 0 && s[len - 1] == '\n') len--;
+        s[len] = 0;
+    }
+    free(buf);
+    return s;
+}
+
 static smolvlm_status get_stats(smolvlm_ctx_t *ctx, smolvlm_stats *s) {
     memset(s, 0, sizeof *s);
     s->size = sizeof *s;
@@ -122,6 +137,17 @@ static void check_stats(const char *label, smolvlm_ctx_t *ctx, const char *promp
     }
 }
 
+/* smolvlm_ctx_generate_chat with default params but max_tokens; *text is NULL unless OK. */
+static smolvlm_status chat(smolvlm_ctx_t *ctx, const char *json, const smolvlm_image_t *img, size_t n_images,
+                           int max_tokens, char **text) {
+    smolvlm_generate_params p;
+    smolvlm_generate_params_default(&p);
+    p.max_tokens = max_tokens;
+    const smolvlm_image_t *imgs[2] = {img, img}; /* n_images <= 2 */
+    *text = (char *)1; /* the library must set it to NULL when the call fails */
+    return smolvlm_ctx_generate_chat(ctx, json, n_images ? imgs : NULL, n_images, &p, text);
+}
+
 typedef struct { int pieces; int stop_after; int cancel_after; char buf[4096]; size_t len; } stream_state;
 
 static bool on_piece(const char *piece, size_t len, int32_t token, void *ud) {
@@ -170,7 +196,11 @@ static bool reenter(const char *piece, size_t len, int32_t token, void *ud) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 4) { fprintf(stderr, "usage: %s <model_dir> <image.ppm> <corrupt_model_dir>\n", argv[0]); return 2; }
+    if (argc < 8) {
+        fprintf(stderr, "usage: %s <model_dir> <image.ppm> <corrupt_model_dir> <image_chat.json> <its CLI output> "
+                        "<text_chat.json> <its CLI output>\n", argv[0]);
+        return 2;
+    }
     MODEL_DIR = argv[1];
 
     /* Version, status strings, system info. */
@@ -271,6 +301,68 @@ int main(int argc, char **argv) {
     char *t_bytes = generate(ctx, "What is this?", from_bytes, 10);
     CHECK(t_file && t_px && t_bytes && strcmp(t_file, t_px) == 0 && strcmp(t_file, t_bytes) == 0, "same image, same text");
     check_stats("image", ctx, "What is this?", from_bytes, 10, t_bytes);
+    /* JSON chats. One user turn (an image, then text) gives what the simple prompt gives. */
+    char *c = NULL;
+    smolvlm_status cst = chat(ctx, "[{\"role\": \"user\", \"content\": [{\"type\": \"image\"}, "
+                                   "{\"type\": \"text\", \"text\": \"What is this?\"}]}]",
+                              from_file, 1, 10, &c);
+    CHECK(cst == SMOLVLM_STATUS_OK && c && t_file && strcmp(c, t_file) == 0,
+          "one-turn image chat: %s \"%s\", simple prompt \"%s\"", smolvlm_status_str(cst), cst == SMOLVLM_STATUS_OK && c ? c : "",
+          t_file ? t_file : "");
+    smolvlm_stats one_turn;
+    CHECK(get_stats(ctx, &one_turn) == SMOLVLM_STATUS_OK && one_turn.tiles > 0, "one-turn chat stats: %d tiles",
+          one_turn.tiles);
+    if (cst == SMOLVLM_STATUS_OK) smolvlm_string_free(c);
+    /* Text-only, with a system turn (content as a string and as a list of parts). */
+    char *simple_sys = NULL;
+    {
+        smolvlm_generate_params sp;
+        smolvlm_generate_params_default(&sp);
+        sp.max_tokens = 12;
+        CHECK(smolvlm_ctx_generate(ctx, "Tell me a story.", "Be brief.", NULL, 0, &sp, &simple_sys) == SMOLVLM_STATUS_OK,
+              "simple prompt with a system prompt");
+    }
+    cst = chat(ctx, "[{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": "
+                    "[{\"type\": \"text\", \"text\": \"Tell me a story.\"}]}]",
+               NULL, 0, 12, &c);
+    CHECK(cst == SMOLVLM_STATUS_OK && c && simple_sys && strcmp(c, simple_sys) == 0,
+          "text-only chat: %s \"%s\", simple prompt \"%s\"", smolvlm_status_str(cst), cst == SMOLVLM_STATUS_OK && c ? c : "",
+          simple_sys ? simple_sys : "");
+    if (cst == SMOLVLM_STATUS_OK) smolvlm_string_free(c);
+    smolvlm_string_free(simple_sys);
+    /* Multi-turn chats give what the CLI gives for the same --messages file (12 tokens). */
+    for (int k = 0; k < 2; k++) {
+        const char *json_path = argv[4 + 2 * k], *want_path = argv[5 + 2 * k];
+        char *json = read_text(json_path), *want = read_text(want_path);
+        CHECK(json && want, "read %s and %s", json_path, want_path);
+        cst = chat(ctx, json ? json : "", from_file, k == 0 ? 1 : 0, 12, &c);
+        CHECK(cst == SMOLVLM_STATUS_OK && c && want && strcmp(c, want) == 0, "%s: %s \"%s\", CLI \"%s\"", json_path,
+              smolvlm_status_str(cst), cst == SMOLVLM_STATUS_OK && c ? c : "", want ? want : "");
+        if (k == 0) {
+            /* The earlier turns are in the prompt: more prefill tokens than the one-turn chat's. */
+            CHECK(get_stats(ctx, &stats) == SMOLVLM_STATUS_OK && stats.tiles == one_turn.tiles &&
+                      stats.prefill_tokens > one_turn.prefill_tokens,
+                  "multi-turn image chat: %d tiles, %d prompt tokens (one turn: %d, %d)", stats.tiles,
+                  stats.prefill_tokens, one_turn.tiles, one_turn.prefill_tokens);
+        }
+        if (cst == SMOLVLM_STATUS_OK) smolvlm_string_free(c);
+        free(json);
+        free(want);
+    }
+    /* Malformed JSON, a non-array, and image counts that do not match the image entries. */
+    cst = chat(ctx, "[{\"role\": \"user\", \"content\": ", NULL, 0, 4, &c);
+    CHECK(cst == SMOLVLM_STATUS_INVALID_ARG && c == NULL && strstr(smolvlm_last_error(), "JSON") != NULL,
+          "malformed JSON: %s", smolvlm_status_str(cst));
+    cst = chat(ctx, "{\"role\": \"user\", \"content\": \"hi\"}", NULL, 0, 4, &c);
+    CHECK(cst == SMOLVLM_STATUS_INVALID_ARG && c == NULL, "a JSON object, not an array: %s", smolvlm_status_str(cst));
+    const char *one_image = "[{\"role\": \"user\", \"content\": [{\"type\": \"image\"}, "
+                            "{\"type\": \"text\", \"text\": \"What is this?\"}]}]";
+    for (size_t n = 0; n <= 2; n += 2) {
+        cst = chat(ctx, one_image, from_file, n, 4, &c);
+        CHECK(cst == SMOLVLM_STATUS_INVALID_ARG && c == NULL && strstr(smolvlm_last_error(), "image") != NULL,
+              "1 image entry, %zu images given: %s", n, smolvlm_status_str(cst));
+    }
+
     /* RGBA pixels with opaque alpha give the same answer as RGB. */
     unsigned char *rgba = malloc((size_t)w * h * 4);
     for (size_t i = 0; i < (size_t)w * h; i++) {
