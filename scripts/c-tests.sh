@@ -37,6 +37,8 @@ cc "${CFLAGS[@]}" examples/c/dropin_cli.c -Ltarget/release -lsmolvlm -Wl,-rpath,
 cc "${CFLAGS[@]}" examples/c/dropin_cli.c target/release/libsmolvlm.a $static_libs -o "$OUT/dropin_static"
 cc "${CFLAGS[@]}" -D_POSIX_C_SOURCE=200809L tests/c/test_api.c -Ltarget/release -lsmolvlm -lpthread -lm \
   -Wl,-rpath,"$PWD/target/release" -o "$OUT/test_api"
+cc "${CFLAGS[@]}" -D_POSIX_C_SOURCE=200809L tests/c/test_cycles.c -Ltarget/release -lsmolvlm -lpthread \
+  -Wl,-rpath,"$PWD/target/release" -o "$OUT/test_cycles"
 cc "${CFLAGS[@]}" tests/c/dropin_repeat.c -Ltarget/release -lsmolvlm -Wl,-rpath,"$PWD/target/release" -o "$OUT/dropin_repeat"
 g++ -std=c++17 -Wall -Wextra -Werror -Iinclude tests/c/header_cxx.cpp -Ltarget/release -lsmolvlm \
   -Wl,-rpath,"$PWD/target/release" -o "$OUT/header_cxx"
@@ -74,6 +76,10 @@ target/release/smolvlm --silent -d $MODEL --messages $CHATS/text_multiturn.json 
   > "$OUT/text_multiturn.cli.txt"
 "$OUT/test_api" $MODEL $PPM "$OUT/corrupt" $CHATS/image_multiturn.json "$OUT/image_multiturn.cli.txt" \
   $CHATS/text_multiturn.json "$OUT/text_multiturn.cli.txt"
+
+# 5b. 4 threads × 20 load → generate → free cycles (resident memory must not grow), and two
+#     contexts on one model at once with n_threads 1 and 2 (same text as serial runs).
+"$OUT/test_cycles" $MODEL $IMAGE
 
 # 6. An install with its pkg-config file gives a working build line.
 rm -rf "$OUT/prefix"
