@@ -43,7 +43,37 @@ cc "${CFLAGS[@]}" tests/c/dropin_repeat.c -Ltarget/release -lsmolvlm -Wl,-rpath,
 g++ -std=c++17 -Wall -Wextra -Werror -Iinclude tests/c/header_cxx.cpp -Ltarget/release -lsmolvlm \
   -Wl,-rpath,"$PWD/target/release" -o "$OUT/header_cxx"
 "$OUT/header_cxx" >/dev/null
-nm -D --defined-only target/release/libsmolvlm.so | awk '$3 ~ /^smolvlm_/ {print $3}' | sort > "$OUT/exports.txt"
+
+# 3b. The library exports exactly the smolvlm_* functions the header declares: the shared
+#     library's dynamic symbols and the static library's defined text symbols, against the
+#     `smolvlm_name(` declarations of the preprocessed header (comments, which name functions
+#     in examples, are gone; function-pointer typedefs read `(*smolvlm_name)(` and do not match).
+header_decls() { # the function names declared by include/smolvlm.h itself (not the system headers)
+  cc -E -Iinclude include/smolvlm.h | awk '/^# [0-9]+ "/ { mine = ($3 ~ /smolvlm\.h"$/); next } mine' \
+    | grep -oE '\b[A-Za-z_][A-Za-z0-9_]*[[:space:]]*\(\*?' | grep -v '\*$' | sed 's/[[:space:]]*($//' | sort -u
+}
+header_decls | grep '^smolvlm_' > "$OUT/header_functions.txt" || true
+nm -D --defined-only target/release/libsmolvlm.so | awk '$3 ~ /^smolvlm_/ {sub(/@.*/, "", $3); print $3}' \
+  | sort -u > "$OUT/exports.txt"
+nm --defined-only target/release/libsmolvlm.a 2>/dev/null | awk 'NF == 3 && $2 == "T" && $3 ~ /^smolvlm_/ {print $3}' \
+  | sort -u > "$OUT/exports_static.txt"
+symbols_ok=1
+for lib in libsmolvlm.so:exports.txt libsmolvlm.a:exports_static.txt; do
+  name=${lib%%:*} file="$OUT/${lib#*:}"
+  extra=$(comm -13 "$OUT/header_functions.txt" "$file" | tr '\n' ' ')
+  missing=$(comm -23 "$OUT/header_functions.txt" "$file" | tr '\n' ' ')
+  if [ -n "$extra" ]; then
+    echo "c-tests: $name defines smolvlm_* symbols that include/smolvlm.h does not declare: $extra" >&2
+    symbols_ok=0
+  fi
+  if [ -n "$missing" ]; then
+    echo "c-tests: include/smolvlm.h declares functions that $name does not define: $missing" >&2
+    symbols_ok=0
+  fi
+done
+[ "$symbols_ok" = 1 ] || exit 1
+others=$(header_decls | grep -v '^smolvlm_' | tr '\n' ' ' || true)
+[ -z "$others" ] || echo "c-tests: note: include/smolvlm.h also declares functions the library does not define: $others"
 
 # 4. The drop-in program prints exactly what the Rust CLI prints, for an image and text-only.
 check_same() { # label, cli args..., -- , c args...
@@ -112,4 +142,4 @@ else
   echo "c-tests: valgrind is not installed" >&2
   exit 1
 fi
-echo "c-tests: $(wc -l < "$OUT/exports.txt") exported smolvlm_* symbols; all C checks passed"
+echo "c-tests: the $(wc -l < "$OUT/header_functions.txt") functions of include/smolvlm.h are exactly the smolvlm_* symbols of libsmolvlm.so and libsmolvlm.a; all C checks passed"
