@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# C ABI tests: the header is what cbindgen makes; a drop-in C program linked against the shared
-# and the static library prints what the Rust CLI prints; the extended API tests; a C++ TU;
-# valgrind on load → generate → free ×3. Needs `cargo build --release` first.
+# C ABI tests: the header is what cbindgen makes; the libraries export exactly the header's
+# smolvlm_* functions; a drop-in C program linked against the shared and the static library
+# prints what the Rust CLI prints; the extended API tests (tests/c/test_api.c, including JSON
+# chats against the CLI's --messages); 4 threads × 20 load → generate → free cycles with a bound
+# on resident-memory growth and two concurrent contexts (tests/c/test_cycles.c); a C++ TU; an
+# install with pkg-config; valgrind on load → generate → free ×3 (tests/c/dropin_repeat.c, which
+# checks its own output). Needs `cargo build --release` first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=target/c-tests
