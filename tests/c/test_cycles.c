@@ -23,14 +23,14 @@
 #define CYCLES 20
 #define CYCLE_TOKENS 4
 /*
- * Measured (x86_64, 2 CPUs, glibc 2.36, OpenBLAS 0.3.21, the tiny-256m fixture; 10 runs):
+ * Measured (x86_64, 2 CPUs, glibc 2.36, OpenBLAS 0.3.21, the tiny-256m fixture; 12 runs):
  * - first → last cycle, threads alive: 14.7–15.2 MiB → 19.9–20.1 MiB, +4.7 to +5.4 MiB. This
  *   grows with the number of cycles (+1.0 MiB over 2 cycles, +8.6 MiB over 40): each model a
  *   thread loads and tokenizes with leaves entries in that thread's BPE cache (a thread-local of
  *   the tokenizers crate, 0.23.2, keyed by tokenizer instance and not cleared when the model is
  *   freed) until the thread exits. ALIVE_GROWTH_LIMIT_KIB lets that known growth pass for 20
  *   cycles and fails on about 3 MiB more; lower it once the library no longer grows so.
- * - before the threads → after they exit: 11.7–11.9 MiB → 12.9–13.0 MiB, +1.1 to +1.2 MiB
+ * - before the threads → after they exit: 11.7–11.9 MiB → 12.9–13.1 MiB, +1.1 to +1.3 MiB
  *   whatever the number of cycles (2, 5, 20 or 40): glibc's arenas for the 4 threads.
  *   EXITED_GROWTH_LIMIT_KIB fails when the 80 cycles keep 1 MiB more, e.g. 16 KiB per cycle
  *   (tried: +2.9 MiB); keeping the model each cycle adds about 15 MiB per cycle (tried: +1.2 GiB).
