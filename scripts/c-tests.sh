@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# C ABI tests: the header is what cbindgen makes; a drop-in C program linked against the shared
-# and the static library prints what the Rust CLI prints; the extended API tests; a C++ TU;
-# valgrind on load → generate → free ×3. Needs `cargo build --release` first.
+# C ABI tests: the header is what cbindgen makes; the libraries export exactly the header's
+# smolvlm_* functions; a drop-in C program linked against the shared and the static library
+# prints what the Rust CLI prints; the extended API tests (tests/c/test_api.c, including JSON
+# chats against the CLI's --messages); 4 threads × 20 load → generate → free cycles with a bound
+# on resident-memory growth and two concurrent contexts (tests/c/test_cycles.c); a C++ TU; an
+# install with pkg-config; valgrind on load → generate → free ×3 (tests/c/dropin_repeat.c, which
+# checks its own output). Needs `cargo build --release` first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=target/c-tests
@@ -35,13 +39,45 @@ static_libs=$(cargo rustc -q --release --lib --crate-type staticlib -- --print n
   | sed -n 's/.*native-static-libs: //p' | tail -1)
 cc "${CFLAGS[@]}" examples/c/dropin_cli.c -Ltarget/release -lsmolvlm -Wl,-rpath,"$PWD/target/release" -o "$OUT/dropin_shared"
 cc "${CFLAGS[@]}" examples/c/dropin_cli.c target/release/libsmolvlm.a $static_libs -o "$OUT/dropin_static"
-cc "${CFLAGS[@]}" -D_POSIX_C_SOURCE=200809L tests/c/test_api.c -Ltarget/release -lsmolvlm -lpthread \
+cc "${CFLAGS[@]}" -D_POSIX_C_SOURCE=200809L tests/c/test_api.c -Ltarget/release -lsmolvlm -lpthread -lm \
   -Wl,-rpath,"$PWD/target/release" -o "$OUT/test_api"
+cc "${CFLAGS[@]}" -D_POSIX_C_SOURCE=200809L tests/c/test_cycles.c -Ltarget/release -lsmolvlm -lpthread \
+  -Wl,-rpath,"$PWD/target/release" -o "$OUT/test_cycles"
 cc "${CFLAGS[@]}" tests/c/dropin_repeat.c -Ltarget/release -lsmolvlm -Wl,-rpath,"$PWD/target/release" -o "$OUT/dropin_repeat"
 g++ -std=c++17 -Wall -Wextra -Werror -Iinclude tests/c/header_cxx.cpp -Ltarget/release -lsmolvlm \
   -Wl,-rpath,"$PWD/target/release" -o "$OUT/header_cxx"
 "$OUT/header_cxx" >/dev/null
-nm -D --defined-only target/release/libsmolvlm.so | awk '$3 ~ /^smolvlm_/ {print $3}' | sort > "$OUT/exports.txt"
+
+# 3b. The library exports exactly the smolvlm_* functions the header declares: the shared
+#     library's dynamic symbols and the static library's defined text symbols, against the
+#     `smolvlm_name(` declarations of the preprocessed header (comments, which name functions
+#     in examples, are gone; function-pointer typedefs read `(*smolvlm_name)(` and do not match).
+header_decls() { # the function names declared by include/smolvlm.h itself (not the system headers)
+  cc -E -Iinclude include/smolvlm.h | awk '/^# [0-9]+ "/ { mine = ($3 ~ /smolvlm\.h"$/); next } mine' \
+    | grep -oE '\b[A-Za-z_][A-Za-z0-9_]*[[:space:]]*\(\*?' | grep -v '\*$' | sed 's/[[:space:]]*($//' | sort -u
+}
+header_decls | grep '^smolvlm_' > "$OUT/header_functions.txt" || true
+nm -D --defined-only target/release/libsmolvlm.so | awk '$3 ~ /^smolvlm_/ {sub(/@.*/, "", $3); print $3}' \
+  | sort -u > "$OUT/exports.txt"
+nm --defined-only target/release/libsmolvlm.a 2>/dev/null | awk 'NF == 3 && $2 == "T" && $3 ~ /^smolvlm_/ {print $3}' \
+  | sort -u > "$OUT/exports_static.txt"
+symbols_ok=1
+for lib in libsmolvlm.so:exports.txt libsmolvlm.a:exports_static.txt; do
+  name=${lib%%:*} file="$OUT/${lib#*:}"
+  extra=$(comm -13 "$OUT/header_functions.txt" "$file" | tr '\n' ' ')
+  missing=$(comm -23 "$OUT/header_functions.txt" "$file" | tr '\n' ' ')
+  if [ -n "$extra" ]; then
+    echo "c-tests: $name defines smolvlm_* symbols that include/smolvlm.h does not declare: $extra" >&2
+    symbols_ok=0
+  fi
+  if [ -n "$missing" ]; then
+    echo "c-tests: include/smolvlm.h declares functions that $name does not define: $missing" >&2
+    symbols_ok=0
+  fi
+done
+[ "$symbols_ok" = 1 ] || exit 1
+others=$(header_decls | grep -v '^smolvlm_' | tr '\n' ' ' || true)
+[ -z "$others" ] || echo "c-tests: note: include/smolvlm.h also declares functions the library does not define: $others"
 
 # 4. The drop-in program prints exactly what the Rust CLI prints, for an image and text-only.
 check_same() { # label, cli args..., -- , c args...
@@ -62,10 +98,22 @@ check_same() { # label, cli args..., -- , c args...
 check_same image -d $MODEL -i $IMAGE -p "What is in the image?" --max-tokens 16 -- $MODEL $IMAGE "What is in the image?" 16
 check_same text -d $MODEL -p "Tell me a story." --max-tokens 16 --system-prompt "Be brief." -- $MODEL - "Tell me a story." 16 "Be brief."
 
-# 5. The extended API tests (a corrupt copy of the model for the error path).
+# 5. The extended API tests (a corrupt copy of the model for the error path; the CLI's output for
+#    two multi-turn JSON chats, which smolvlm_ctx_generate_chat must reproduce).
 rm -rf "$OUT/corrupt" && cp -r $MODEL "$OUT/corrupt"
 head -c 1000 $MODEL/model.safetensors > "$OUT/corrupt/model.safetensors"
-"$OUT/test_api" $MODEL tests/fixtures/images/square.ppm "$OUT/corrupt"
+PPM=tests/fixtures/images/square.ppm
+CHATS=tests/c/chats
+target/release/smolvlm --silent -d $MODEL -i $PPM --messages $CHATS/image_multiturn.json --max-tokens 12 \
+  > "$OUT/image_multiturn.cli.txt"
+target/release/smolvlm --silent -d $MODEL --messages $CHATS/text_multiturn.json --max-tokens 12 \
+  > "$OUT/text_multiturn.cli.txt"
+"$OUT/test_api" $MODEL $PPM "$OUT/corrupt" $CHATS/image_multiturn.json "$OUT/image_multiturn.cli.txt" \
+  $CHATS/text_multiturn.json "$OUT/text_multiturn.cli.txt"
+
+# 5b. 4 threads × 20 load → generate → free cycles (resident memory must not grow), and two
+#     contexts on one model at once with n_threads 1 and 2 (same text as serial runs).
+"$OUT/test_cycles" $MODEL $IMAGE
 
 # 6. An install with its pkg-config file gives a working build line.
 rm -rf "$OUT/prefix"
@@ -80,14 +128,22 @@ cc "${CFLAGS[@]}" examples/c/dropin_cli.c $(pkg-config --cflags smolvlm) "$OUT/p
   -o "$OUT/dropin_pkgconfig_static"
 "$OUT/dropin_pkgconfig_static" $MODEL - "Tell me a story." 16 "Be brief." | cmp - "$OUT/text.rust.txt"
 
-# 7. valgrind: no errors, nothing definitely lost.
+# 7. valgrind on dropin_repeat (3 × load → generate → free; it checks its own output: text
+#    returned, pieces = text, same text each run): no errors, nothing definitely lost.
 if command -v valgrind >/dev/null 2>&1; then
+  rc=0
   valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
-    "$OUT/dropin_repeat" $MODEL $IMAGE > "$OUT/valgrind.out" 2> "$OUT/valgrind.log" || {
-      tail -40 "$OUT/valgrind.log" >&2; echo "c-tests: valgrind found errors" >&2; exit 1; }
+    "$OUT/dropin_repeat" $MODEL $IMAGE > "$OUT/valgrind.out" 2> "$OUT/valgrind.log" || rc=$?
+  cat "$OUT/valgrind.out"
+  if [ "$rc" -ne 0 ]; then
+    tail -40 "$OUT/valgrind.log" >&2
+    if [ "$rc" -eq 9 ]; then echo "c-tests: valgrind found errors" >&2
+    else echo "c-tests: dropin_repeat failed (exit $rc) under valgrind" >&2; fi
+    exit 1
+  fi
   grep -E "ERROR SUMMARY|definitely lost" "$OUT/valgrind.log" | sed 's/^==[0-9]*== /valgrind: /'
 else
   echo "c-tests: valgrind is not installed" >&2
   exit 1
 fi
-echo "c-tests: $(wc -l < "$OUT/exports.txt") exported smolvlm_* symbols; all C checks passed"
+echo "c-tests: the $(wc -l < "$OUT/header_functions.txt") functions of include/smolvlm.h are exactly the smolvlm_* symbols of libsmolvlm.so and libsmolvlm.a; all C checks passed"

@@ -57,13 +57,20 @@ func TestTextAndImagesMatchCLI(t *testing.T) {
 	}
 	png := filepath.Join(images, "square.png")
 	want := cliText(t, "-i", png, "-p", "What is it?", "--max-tokens", "12")
-	raw, _ := os.ReadFile(png)
-	ppm, _ := os.ReadFile(filepath.Join(images, "square.ppm"))
+	raw, err := os.ReadFile(png)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ppm, err := os.ReadFile(filepath.Join(images, "square.ppm"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Binary PPM: "P6", width, height, maxval separated by single whitespace, then the pixels.
-	fields := bytes.Fields(ppm[:32])
-	var w, h int
-	fmt.Sscan(string(fields[1]), &w)
-	fmt.Sscan(string(fields[2]), &h)
+	var w, h, maxval int
+	if _, err := fmt.Sscan(string(bytes.TrimPrefix(ppm[:32], []byte("P6"))), &w, &h, &maxval); err != nil ||
+		maxval != 255 || w*h == 0 || len(ppm) < w*h*3 {
+		t.Fatalf("square.ppm: header %q (%v)", ppm[:16], err)
+	}
 	pixels := ppm[len(ppm)-w*h*3:]
 	fromFile, err1 := ImageFromFile(png)
 	fromBytes, err2 := ImageFromBytes(raw)
@@ -94,6 +101,18 @@ func TestStreamingStopAndCancel(t *testing.T) {
 		OnPiece: func(p string) bool { sb.WriteString(p); return true }})
 	if err != nil || sb.String() != text {
 		t.Fatalf("pieces %q vs text %q (%v)", sb.String(), text, err)
+	}
+	// Stop from the callback: returning false after stopAfter pieces delivers exactly stopAfter
+	// pieces, succeeds, and returns their concatenation, a proper prefix of the full text.
+	const stopAfter = 3
+	var pieces []string
+	stopped, err := c.Generate(Request{Prompt: "Tell me a story.", MaxTokens: 16,
+		OnPiece: func(p string) bool { pieces = append(pieces, p); return len(pieces) < stopAfter }})
+	if err != nil || len(pieces) != stopAfter || stopped != strings.Join(pieces, "") {
+		t.Fatalf("stop after %d: %d pieces %q, text %q (%v)", stopAfter, len(pieces), pieces, stopped, err)
+	}
+	if !strings.HasPrefix(text, stopped) || len(stopped) >= len(text) {
+		t.Fatalf("stopped text %q is not a proper prefix of the full text %q", stopped, text)
 	}
 	n := 0
 	_, err = c.Generate(Request{Prompt: "Tell me a story.", MaxTokens: 16,
@@ -133,22 +152,26 @@ func TestOneModelManyGoroutines(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	got := make([]string, 3)
+	errs := make([]error, len(got))
 	for i := range got {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
 			ctx, err := m.NewContext()
 			if err != nil {
+				errs[i] = fmt.Errorf("NewContext: %w", err)
 				return
 			}
 			defer ctx.Close()
-			got[i], _ = ctx.Generate(Request{Prompt: "Tell me a story.", MaxTokens: 12})
+			got[i], errs[i] = ctx.Generate(Request{Prompt: "Tell me a story.", MaxTokens: 12})
 		}(i)
 	}
 	wg.Wait()
 	for i, g := range got {
-		if !bytes.Equal([]byte(g), []byte(want)) {
-			t.Fatalf("goroutine %d: %q, want %q", i, g, want)
+		if errs[i] != nil {
+			t.Errorf("goroutine %d: %v", i, errs[i])
+		} else if g != want {
+			t.Errorf("goroutine %d: %q, want %q", i, g, want)
 		}
 	}
 }

@@ -1,9 +1,13 @@
 /*
  * Tests of the extended C API against a fixture model.
  *   test_api <model_dir> <image.ppm> <corrupt_model_dir>
- * Prints "N passed, M failed" and exits non-zero on any failure.
+ *            <image_chat.json> <its CLI output> <text_chat.json> <its CLI output>
+ * The CLI outputs are `smolvlm --silent -d <model_dir> [-i <image.ppm>] --messages <chat.json>
+ * --max-tokens 12` (scripts/c-tests.sh makes them). Prints "N passed, M failed" and exits
+ * non-zero on any failure.
  */
 #include "smolvlm.h"
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +56,27 @@ static unsigned char *read_ppm(const char *path, unsigned *w, unsigned *h) {
     return px;
 }
 
+/* A text file as a NUL-terminated string without its one trailing newline (the CLI adds it). */
+static char *read_text(const char *path) {
+    size_t len = 0;
+    unsigned char *buf = read_file(path, &len);
+    if (!buf) return NULL;
+    char *s = malloc(len + 1);
+    if (s) {
+        memcpy(s, buf, len);
+        if (len > 0 && s[len - 1] == '\n') len--;
+        s[len] = 0;
+    }
+    free(buf);
+    return s;
+}
+
+static smolvlm_status get_stats(smolvlm_ctx_t *ctx, smolvlm_stats *s) {
+    memset(s, 0, sizeof *s);
+    s->size = sizeof *s;
+    return smolvlm_ctx_get_stats(ctx, s);
+}
+
 static char *generate(smolvlm_ctx_t *ctx, const char *prompt, const smolvlm_image_t *img, int max_tokens) {
     smolvlm_generate_params p;
     smolvlm_generate_params_default(&p);
@@ -61,6 +86,66 @@ static char *generate(smolvlm_ctx_t *ctx, const char *prompt, const smolvlm_imag
     smolvlm_status st = smolvlm_ctx_generate(ctx, prompt, NULL, img ? imgs : NULL, img ? 1 : 0, &p, &text);
     CHECK(st == SMOLVLM_STATUS_OK, "generate: %s", smolvlm_status_str(st));
     return text;
+}
+
+/*
+ * The statistics of the call that just returned `text` for `max_tokens` (a greedy run of `prompt`
+ * about `img`, or text-only when img is NULL). Checks what the library fills: its own time
+ * counters are positive and fit inside total_ms; decode_tokens is max_tokens, or fewer only when
+ * generation stopped at EOS, which a rerun with more tokens allowed shows (same text, same count).
+ * Reruns, so the context's stats change afterwards.
+ */
+static void check_stats(const char *label, smolvlm_ctx_t *ctx, const char *prompt, const smolvlm_image_t *img,
+                        int max_tokens, const char *text) {
+    smolvlm_stats st;
+    smolvlm_status rc = get_stats(ctx, &st);
+    CHECK(rc == SMOLVLM_STATUS_OK, "%s: get_stats: %s", label, smolvlm_status_str(rc));
+    CHECK(st.size == sizeof st, "%s: size %zu", label, st.size);
+    CHECK(st.load_ms > 0, "%s: load_ms %f", label, st.load_ms);
+    if (img) {
+        CHECK(st.tiles > 0 && st.encode_ms > 0, "%s: tiles %d, encode_ms %f", label, st.tiles, st.encode_ms);
+        /* Every tile puts at least one <image> token into the prompt. */
+        CHECK(st.prefill_tokens > st.tiles, "%s: prefill_tokens %d, tiles %d", label, st.prefill_tokens, st.tiles);
+    } else {
+        CHECK(st.tiles == 0, "%s: tiles %d for a text-only prompt", label, st.tiles);
+    }
+    CHECK(st.prefill_tokens > 0 && st.prefill_ms > 0, "%s: prefill %d tokens in %f ms", label, st.prefill_tokens,
+          st.prefill_ms);
+    CHECK(st.decode_tokens >= 0 && st.decode_tokens <= max_tokens, "%s: decode_tokens %d of %d", label,
+          st.decode_tokens, max_tokens);
+    if (st.decode_tokens > 0) {
+        double tps = st.decode_tokens * 1e3 / st.decode_ms;
+        CHECK(st.decode_ms > 0 && st.decode_tokens_per_s > 0 && fabs(st.decode_tokens_per_s - tps) <= 1e-9 * tps,
+              "%s: %d tokens in %f ms but %f tokens/s", label, st.decode_tokens, st.decode_ms, st.decode_tokens_per_s);
+    }
+    /* Encoding, prefill and decoding are disjoint intervals inside the call (1 ns of rounding slack). */
+    CHECK(st.total_ms + 1e-6 >= st.encode_ms + st.prefill_ms + st.decode_ms,
+          "%s: total_ms %f < encode %f + prefill %f + decode %f", label, st.total_ms, st.encode_ms, st.prefill_ms,
+          st.decode_ms);
+    printf("%s stats: %d tiles, encode %.2f ms, prefill %d tokens %.2f ms, decode %d/%d tokens %.2f ms, total %.2f ms\n",
+           label, st.tiles, st.encode_ms, st.prefill_tokens, st.prefill_ms, st.decode_tokens, max_tokens, st.decode_ms,
+           st.total_ms);
+    if (st.decode_tokens < max_tokens) {
+        /* Fewer tokens than asked: only EOS may have stopped it, so more room changes nothing. */
+        char *again = generate(ctx, prompt, img, max_tokens + 8);
+        smolvlm_stats st2;
+        CHECK(get_stats(ctx, &st2) == SMOLVLM_STATUS_OK && st2.decode_tokens == st.decode_tokens && again && text &&
+                  strcmp(again, text) == 0,
+              "%s: stopped after %d of %d tokens, but with %d allowed it gives %d tokens", label, st.decode_tokens,
+              max_tokens, max_tokens + 8, st2.decode_tokens);
+        smolvlm_string_free(again);
+    }
+}
+
+/* smolvlm_ctx_generate_chat with default params but max_tokens; *text is NULL unless OK. */
+static smolvlm_status chat(smolvlm_ctx_t *ctx, const char *json, const smolvlm_image_t *img, size_t n_images,
+                           int max_tokens, char **text) {
+    smolvlm_generate_params p;
+    smolvlm_generate_params_default(&p);
+    p.max_tokens = max_tokens;
+    const smolvlm_image_t *imgs[2] = {img, img}; /* n_images <= 2 */
+    *text = (char *)1; /* the library must set it to NULL when the call fails */
+    return smolvlm_ctx_generate_chat(ctx, json, n_images ? imgs : NULL, n_images, &p, text);
 }
 
 typedef struct { int pieces; int stop_after; int cancel_after; char buf[4096]; size_t len; } stream_state;
@@ -111,7 +196,11 @@ static bool reenter(const char *piece, size_t len, int32_t token, void *ud) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 4) { fprintf(stderr, "usage: %s <model_dir> <image.ppm> <corrupt_model_dir>\n", argv[0]); return 2; }
+    if (argc < 8) {
+        fprintf(stderr, "usage: %s <model_dir> <image.ppm> <corrupt_model_dir> <image_chat.json> <its CLI output> "
+                        "<text_chat.json> <its CLI output>\n", argv[0]);
+        return 2;
+    }
     MODEL_DIR = argv[1];
 
     /* Version, status strings, system info. */
@@ -180,10 +269,22 @@ int main(int argc, char **argv) {
     /* Text-only. */
     char *serial = generate(ctx, "Tell me a story.", NULL, 12);
     CHECK(serial && strlen(serial) > 0, "text-only output");
-    smolvlm_stats stats = {0};
-    stats.size = sizeof stats;
-    CHECK(smolvlm_ctx_get_stats(ctx, &stats) == SMOLVLM_STATUS_OK && stats.decode_tokens > 0 && stats.tiles == 0,
-          "stats (decode_tokens=%d)", stats.decode_tokens);
+    smolvlm_stats stats;
+    check_stats("text-only", ctx, "Tell me a story.", NULL, 12, serial);
+    /* The size field: 0 is refused; a smaller (older) struct gets only its own bytes written. */
+    memset(&stats, 0, sizeof stats);
+    CHECK(smolvlm_ctx_get_stats(ctx, &stats) == SMOLVLM_STATUS_INVALID_ARG, "stats with size 0");
+    CHECK(smolvlm_ctx_get_stats(ctx, NULL) == SMOLVLM_STATUS_NULL_ARG, "stats into NULL");
+    memset(&stats, 0xAB, sizeof stats);
+    stats.size = offsetof(smolvlm_stats, encode_ms);
+    CHECK(smolvlm_ctx_get_stats(ctx, &stats) == SMOLVLM_STATUS_OK && stats.load_ms > 0 && stats.tiles == 0,
+          "short stats struct: load_ms %f, tiles %d", stats.load_ms, stats.tiles);
+    {
+        const unsigned char *tail = (const unsigned char *)&stats + offsetof(smolvlm_stats, encode_ms);
+        size_t n = sizeof stats - offsetof(smolvlm_stats, encode_ms), untouched = 0;
+        for (size_t i = 0; i < n; i++) untouched += tail[i] == 0xAB;
+        CHECK(untouched == n, "short stats struct: %zu of %zu bytes past its size were written", n - untouched, n);
+    }
 
     /* Same image from a file, from raw pixels, from encoded bytes. */
     smolvlm_image_t *from_file = NULL, *from_px = NULL, *from_bytes = NULL;
@@ -199,9 +300,69 @@ int main(int argc, char **argv) {
     char *t_px = generate(ctx, "What is this?", from_px, 10);
     char *t_bytes = generate(ctx, "What is this?", from_bytes, 10);
     CHECK(t_file && t_px && t_bytes && strcmp(t_file, t_px) == 0 && strcmp(t_file, t_bytes) == 0, "same image, same text");
-    stats.size = sizeof stats;
-    smolvlm_ctx_get_stats(ctx, &stats);
-    CHECK(stats.tiles > 0 && stats.encode_ms >= 0, "image stats (tiles=%d)", stats.tiles);
+    check_stats("image", ctx, "What is this?", from_bytes, 10, t_bytes);
+    /* JSON chats. One user turn (an image, then text) gives what the simple prompt gives. */
+    char *c = NULL;
+    smolvlm_status cst = chat(ctx, "[{\"role\": \"user\", \"content\": [{\"type\": \"image\"}, "
+                                   "{\"type\": \"text\", \"text\": \"What is this?\"}]}]",
+                              from_file, 1, 10, &c);
+    CHECK(cst == SMOLVLM_STATUS_OK && c && t_file && strcmp(c, t_file) == 0,
+          "one-turn image chat: %s \"%s\", simple prompt \"%s\"", smolvlm_status_str(cst), cst == SMOLVLM_STATUS_OK && c ? c : "",
+          t_file ? t_file : "");
+    smolvlm_stats one_turn;
+    CHECK(get_stats(ctx, &one_turn) == SMOLVLM_STATUS_OK && one_turn.tiles > 0, "one-turn chat stats: %d tiles",
+          one_turn.tiles);
+    if (cst == SMOLVLM_STATUS_OK) smolvlm_string_free(c);
+    /* Text-only, with a system turn (content as a string and as a list of parts). */
+    char *simple_sys = NULL;
+    {
+        smolvlm_generate_params sp;
+        smolvlm_generate_params_default(&sp);
+        sp.max_tokens = 12;
+        CHECK(smolvlm_ctx_generate(ctx, "Tell me a story.", "Be brief.", NULL, 0, &sp, &simple_sys) == SMOLVLM_STATUS_OK,
+              "simple prompt with a system prompt");
+    }
+    cst = chat(ctx, "[{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": "
+                    "[{\"type\": \"text\", \"text\": \"Tell me a story.\"}]}]",
+               NULL, 0, 12, &c);
+    CHECK(cst == SMOLVLM_STATUS_OK && c && simple_sys && strcmp(c, simple_sys) == 0,
+          "text-only chat: %s \"%s\", simple prompt \"%s\"", smolvlm_status_str(cst), cst == SMOLVLM_STATUS_OK && c ? c : "",
+          simple_sys ? simple_sys : "");
+    if (cst == SMOLVLM_STATUS_OK) smolvlm_string_free(c);
+    smolvlm_string_free(simple_sys);
+    /* Multi-turn chats give what the CLI gives for the same --messages file (12 tokens). */
+    for (int k = 0; k < 2; k++) {
+        const char *json_path = argv[4 + 2 * k], *want_path = argv[5 + 2 * k];
+        char *json = read_text(json_path), *want = read_text(want_path);
+        CHECK(json && want, "read %s and %s", json_path, want_path);
+        cst = chat(ctx, json ? json : "", from_file, k == 0 ? 1 : 0, 12, &c);
+        CHECK(cst == SMOLVLM_STATUS_OK && c && want && strcmp(c, want) == 0, "%s: %s \"%s\", CLI \"%s\"", json_path,
+              smolvlm_status_str(cst), cst == SMOLVLM_STATUS_OK && c ? c : "", want ? want : "");
+        if (k == 0) {
+            /* The earlier turns are in the prompt: more prefill tokens than the one-turn chat's. */
+            CHECK(get_stats(ctx, &stats) == SMOLVLM_STATUS_OK && stats.tiles == one_turn.tiles &&
+                      stats.prefill_tokens > one_turn.prefill_tokens,
+                  "multi-turn image chat: %d tiles, %d prompt tokens (one turn: %d, %d)", stats.tiles,
+                  stats.prefill_tokens, one_turn.tiles, one_turn.prefill_tokens);
+        }
+        if (cst == SMOLVLM_STATUS_OK) smolvlm_string_free(c);
+        free(json);
+        free(want);
+    }
+    /* Malformed JSON, a non-array, and image counts that do not match the image entries. */
+    cst = chat(ctx, "[{\"role\": \"user\", \"content\": ", NULL, 0, 4, &c);
+    CHECK(cst == SMOLVLM_STATUS_INVALID_ARG && c == NULL && strstr(smolvlm_last_error(), "JSON") != NULL,
+          "malformed JSON: %s", smolvlm_status_str(cst));
+    cst = chat(ctx, "{\"role\": \"user\", \"content\": \"hi\"}", NULL, 0, 4, &c);
+    CHECK(cst == SMOLVLM_STATUS_INVALID_ARG && c == NULL, "a JSON object, not an array: %s", smolvlm_status_str(cst));
+    const char *one_image = "[{\"role\": \"user\", \"content\": [{\"type\": \"image\"}, "
+                            "{\"type\": \"text\", \"text\": \"What is this?\"}]}]";
+    for (size_t n = 0; n <= 2; n += 2) {
+        cst = chat(ctx, one_image, from_file, n, 4, &c);
+        CHECK(cst == SMOLVLM_STATUS_INVALID_ARG && c == NULL && strstr(smolvlm_last_error(), "image") != NULL,
+              "1 image entry, %zu images given: %s", n, smolvlm_status_str(cst));
+    }
+
     /* RGBA pixels with opaque alpha give the same answer as RGB. */
     unsigned char *rgba = malloc((size_t)w * h * 4);
     for (size_t i = 0; i < (size_t)w * h; i++) {
@@ -223,12 +384,19 @@ int main(int argc, char **argv) {
     char *t = NULL;
     CHECK(smolvlm_ctx_generate(ctx, "Tell me a story.", NULL, NULL, 0, &p, &t) == SMOLVLM_STATUS_OK, "streamed");
     CHECK(t && strcmp(t, s.buf) == 0 && serial && strcmp(t, serial) == 0, "pieces = text = serial text");
+    /* Each of these 12 tokens completes a UTF-8 piece, so below, N pieces are N tokens. */
+    CHECK(get_stats(ctx, &stats) == SMOLVLM_STATUS_OK && stats.decode_tokens == 12 && s.pieces == 12,
+          "streamed: %d pieces, %d tokens", s.pieces, stats.decode_tokens);
     smolvlm_string_free(t);
     memset(&s, 0, sizeof s);
     s.stop_after = 2;
     CHECK(smolvlm_ctx_generate(ctx, "Tell me a story.", NULL, NULL, 0, &p, &t) == SMOLVLM_STATUS_OK && s.pieces == 2,
           "stop from callback (pieces=%d)", s.pieces);
     CHECK(t && strcmp(t, s.buf) == 0, "stopped text = pieces");
+    /* Fewer tokens than max_tokens, for a reason: the callback stopped it. */
+    smolvlm_stats stopped;
+    CHECK(get_stats(ctx, &stopped) == SMOLVLM_STATUS_OK && stopped.decode_tokens == 2,
+          "stopped after 2 pieces: decode_tokens %d", stopped.decode_tokens);
     smolvlm_string_free(t);
     memset(&s, 0, sizeof s);
     s.cancel_after = 3;
@@ -236,6 +404,11 @@ int main(int argc, char **argv) {
     t = (char *)1;
     CHECK(smolvlm_ctx_generate(ctx, "Tell me a story.", NULL, NULL, 0, &p, &t) == SMOLVLM_STATUS_CANCELLED && s.pieces == 3 && t == NULL,
           "cancel after 3 (pieces=%d)", s.pieces);
+    /* A cancelled call leaves the stats of the last successful one. */
+    CHECK(get_stats(ctx, &stats) == SMOLVLM_STATUS_OK && stats.decode_tokens == stopped.decode_tokens &&
+              stats.total_ms == stopped.total_ms,
+          "stats after cancel: %d tokens, total %f ms (last success: %d, %f)", stats.decode_tokens, stats.total_ms,
+          stopped.decode_tokens, stopped.total_ms);
 
     /* A context entered again while busy says BUSY. */
     BUSY_CTX = ctx;

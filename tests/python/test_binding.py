@@ -1,10 +1,16 @@
 """Tests of bindings/python/smolvlm.py on the tiny fixture model (stdlib only; run by scripts/test.sh).
 Compares with the `smolvlm` CLI's output for the same inputs."""
+import ctypes
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import traceback
+
+if not __debug__:
+    sys.exit("test_binding.py: run without -O; its checks are assert statements")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
@@ -15,9 +21,13 @@ IMAGES = os.path.join(ROOT, "tests", "fixtures", "images")
 CLI = os.path.join(ROOT, "target", "release", "smolvlm")
 
 
-def cli_text(*args):
+def cli_json(*args):
     out = subprocess.run([CLI, "-d", MODEL, "--json", "--silent", *args], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout)["text"]
+    return json.loads(out.stdout)
+
+
+def cli_text(*args):
+    return cli_json(*args)["text"]
 
 
 def read_ppm(path):
@@ -69,11 +79,88 @@ def chat_messages_and_stats():
     msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is this?"}]},
             {"role": "assistant", "content": [{"type": "text", "text": "A small picture with shapes."}]},
             {"role": "user", "content": [{"type": "text", "text": "What colors are in it?"}]}]
-    img = smolvlm.Image.from_file(os.path.join(IMAGES, "square.png"))
-    text = ctx.generate(messages=msgs, images=[img], max_tokens=8)
-    assert isinstance(text, str)
+    png = os.path.join(IMAGES, "square.png")
+    text = ctx.generate(messages=msgs, images=[smolvlm.Image.from_file(png)], max_tokens=8)
     s = ctx.stats()
-    assert s["tiles"] == 17 and 0 < s["decode_tokens"] <= 8, s
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(msgs, f)
+    try:
+        want = cli_json("-i", png, "--messages", f.name, "--max-tokens", "8")
+    finally:
+        os.unlink(f.name)
+    assert text == want["text"], (text, want["text"])
+    # The counts are the CLI's for the same chat; the times are the library's own.
+    w = want["stats"]
+    assert (s["tiles"], s["prefill_tokens"], s["decode_tokens"]) == (w["tiles"], w["prefill_tokens"], w["decode_tokens"]), (s, w)
+    assert s["tiles"] == 17 and s["prefill_tokens"] == len(want["prompt_tokens"]) and s["prefill_tokens"] > s["tiles"], s
+    # 8 tokens, or fewer only when the model said EOS (the CLI reports why it stopped).
+    assert s["decode_tokens"] == 8 or (s["decode_tokens"] < 8 and w["stop"] == "eos"), (s, w["stop"])
+    assert s["load_ms"] > 0 and s["encode_ms"] > 0 and s["prefill_ms"] > 0 and s["decode_ms"] > 0, s
+    assert abs(s["decode_tokens_per_s"] - s["decode_tokens"] * 1e3 / s["decode_ms"]) <= 1e-9 * s["decode_tokens_per_s"], s
+    assert s["total_ms"] + 1e-6 >= s["encode_ms"] + s["prefill_ms"] + s["decode_ms"], s
+
+
+C_TYPES = {"size_t": ctypes.c_size_t, "double": ctypes.c_double, "float": ctypes.c_float, "int32_t": ctypes.c_int32,
+           "uint64_t": ctypes.c_uint64}
+
+
+def header_struct(name):
+    """The layout of `struct name` as include/smolvlm.h declares it: [(field, offset, size)]."""
+    src = open(os.path.join(ROOT, "include", "smolvlm.h")).read()
+    src = re.sub(r"/\*.*?\*/", "", src, flags=re.S)
+    body = re.search(r"typedef struct %s \{(.*?)\} %s;" % (name, name), src, flags=re.S).group(1)
+    fields = []
+    for decl in filter(None, (d.strip() for d in body.split(";"))):
+        m = re.fullmatch(r"(\w+)\s*(\*?)\s*(\w+)", decl)
+        assert m, f"{name}: cannot read the declaration {decl!r}"
+        ctype, ptr, field = m.groups()
+        # Pointers and the *_cb function-pointer typedefs are pointer-sized.
+        fields.append((field, ctypes.c_void_p if ptr or ctype.endswith("_cb") else C_TYPES[ctype]))
+    layout = type(name, (ctypes.Structure,), {"_fields_": fields})
+    return [(f, getattr(layout, f).offset, getattr(layout, f).size) for f, _ in fields], ctypes.sizeof(layout)
+
+
+def binding_struct(cls):
+    return [(f, getattr(cls, f).offset, getattr(cls, f).size) for f, _ in cls._fields_], ctypes.sizeof(cls)
+
+
+@test
+def structs_match_the_header_and_the_library():
+    # Field names, offsets and sizes of the ctypes Structures = those of the header's structs.
+    for cls, name in ((smolvlm._ModelParams, "smolvlm_model_params"), (smolvlm._GenerateParams, "smolvlm_generate_params"),
+                      (smolvlm._Stats, "smolvlm_stats")):
+        assert binding_struct(cls) == header_struct(name), (name, binding_struct(cls), header_struct(name))
+    # The *_default functions write sizeof(struct) of the library into `size`: into a large
+    # buffer filled with 0xAB, so that a field the binding places wrongly reads garbage.
+    for cls, fill_default, defaults in (
+            (smolvlm._ModelParams, smolvlm._model_params_default, {}),
+            (smolvlm._GenerateParams, smolvlm._generate_params_default,
+             {"n_threads": 0, "max_tokens": 256, "temperature": 0.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0,
+              "seed": 0, "split": 0})):
+        buf = ctypes.create_string_buffer(b"\xab" * 4096, 4096)
+        fill_default(ctypes.cast(buf, ctypes.POINTER(cls)))
+        lib_size = ctypes.c_size_t.from_buffer(buf).value
+        assert lib_size == ctypes.sizeof(cls), (cls.__name__, lib_size, ctypes.sizeof(cls))
+        assert buf.raw[lib_size:] == b"\xab" * (4096 - lib_size), f"{cls.__name__}: written past its size"
+        got = cls.from_buffer(buf)
+        assert {k: getattr(got, k) for k in defaults} == defaults, (cls.__name__, {k: getattr(got, k) for k in defaults})
+        pointers = [f for f, t in cls._fields_ if f != "size" and f not in defaults]
+        assert all(not ctypes.cast(getattr(got, f), ctypes.c_void_p).value for f in pointers), (cls.__name__, pointers)
+    # smolvlm_ctx_get_stats copies min(caller's size, its sizeof) bytes: with size = 4096 into
+    # buffers filled with 0xAA and with 0x55, the bytes it wrote are equal in both, and from
+    # its sizeof on they keep their different fills.
+    ctx.generate("Tell me a story.", max_tokens=4)
+    bufs = []
+    for fill in (b"\xaa", b"\x55"):
+        buf = ctypes.create_string_buffer(fill * 4096, 4096)
+        ctypes.c_size_t.from_buffer(buf).value = 4096
+        assert smolvlm._ctx_get_stats(ctx._h, ctypes.cast(buf, ctypes.POINTER(smolvlm._Stats))) == 0
+        bufs.append(buf.raw)
+    lib_size = next(i for i in range(4096 + 1) if all(a != b for a, b in zip(bufs[0][i:], bufs[1][i:])))
+    assert lib_size == ctypes.sizeof(smolvlm._Stats), (lib_size, ctypes.sizeof(smolvlm._Stats))
+    got = smolvlm._Stats.from_buffer_copy(bufs[0][:ctypes.sizeof(smolvlm._Stats)])
+    assert {f: getattr(got, f) for f, _ in smolvlm._Stats._fields_ if f != "size"} == ctx.stats(), "fields differ"
+    assert got.decode_tokens == 4 and got.tiles == 0, (got.decode_tokens, got.tiles)
 
 
 @test
