@@ -504,8 +504,6 @@ enum smolvlm_status smolvlm_image_from_file(const char *path, smolvlm_image_t **
  */
 void smolvlm_image_free(smolvlm_image_t *image);
 
-extern void openblas_set_num_threads(int n);
-
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

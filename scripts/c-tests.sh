@@ -77,7 +77,10 @@ for lib in libsmolvlm.so:exports.txt libsmolvlm.a:exports_static.txt; do
 done
 [ "$symbols_ok" = 1 ] || exit 1
 others=$(header_decls | grep -v '^smolvlm_' | tr '\n' ' ' || true)
-[ -z "$others" ] || echo "c-tests: note: include/smolvlm.h also declares functions the library does not define: $others"
+if [ -n "$others" ]; then
+  echo "c-tests: include/smolvlm.h declares functions outside the smolvlm_ namespace: $others" >&2
+  exit 1
+fi
 
 # 4. The drop-in program prints exactly what the Rust CLI prints, for an image and text-only.
 check_same() { # label, cli args..., -- , c args...

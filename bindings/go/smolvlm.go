@@ -311,6 +311,8 @@ func (c *Context) Generate(r Request) (string, error) {
 type Stats struct {
 	LoadMs, EncodeMs, PrefillMs, DecodeMs, DecodeTokensPerS, TotalMs float64
 	Tiles, PrefillTokens, DecodeTokens                               int
+	// Threads the call ran on (the context's own pool).
+	Threads int
 }
 
 // Stats returns the statistics of the last successful Generate.
@@ -324,5 +326,5 @@ func (c *Context) Stats() (Stats, error) {
 	}
 	return Stats{float64(s.load_ms), float64(s.encode_ms), float64(s.prefill_ms), float64(s.decode_ms),
 		float64(s.decode_tokens_per_s), float64(s.total_ms), int(s.tiles), int(s.prefill_tokens),
-		int(s.decode_tokens)}, nil
+		int(s.decode_tokens), int(s.threads)}, nil
 }

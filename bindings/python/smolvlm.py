@@ -57,7 +57,8 @@ class _GenerateParams(Structure):
 class _Stats(Structure):
     _fields_ = [("size", c_size_t), ("load_ms", c_double), ("tiles", c_int32), ("encode_ms", c_double),
                 ("prefill_tokens", c_int32), ("prefill_ms", c_double), ("decode_tokens", c_int32),
-                ("decode_ms", c_double), ("decode_tokens_per_s", c_double), ("total_ms", c_double)]
+                ("decode_ms", c_double), ("decode_tokens_per_s", c_double), ("total_ms", c_double),
+                ("threads", c_int32)]
 
 
 def _sig(name, restype, *argtypes):

@@ -309,10 +309,10 @@ pub unsafe extern "C" fn smolvlm_ctx_get_stats(
         }
         // SAFETY: non-NULL; its first field is readable per the contract.
         let size = unsafe { std::ptr::read_unaligned(out as *const usize) };
-        if size < std::mem::size_of::<usize>() {
-            return fail(Error::invalid(
-                "`out->size` must be set to sizeof(smolvlm_stats)",
-            ));
+        if size < std::mem::size_of::<usize>() || size > 1 << 16 {
+            return fail(Error::invalid(format!(
+                "`out->size` is {size}; set it to sizeof(smolvlm_stats)"
+            )));
         }
         let run = |st: &mut CtxState| {
             let s = st.session.last_stats();
