@@ -273,6 +273,10 @@ typedef struct smolvlm_stats {
    * decode_tokens per second of decode time.
    */
   double decode_tokens_per_s;
+  /**
+   * The whole call: image preprocessing and tokenization included, so it exceeds
+   * encode_ms + prefill_ms + decode_ms.
+   */
   double total_ms;
   /**
    * Threads the call ran on (the context's own pool).

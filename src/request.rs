@@ -141,7 +141,7 @@ pub struct Stats {
     pub decode_tokens: usize,
     /// Time from the first sampled token to the end.
     pub decode_ms: f64,
-    /// The whole call.
+    /// The whole call: image preprocessing and tokenization included.
     pub total_ms: f64,
     /// Threads the call ran on (the session's pool).
     pub threads: usize,

@@ -48,6 +48,7 @@ impl SamplingParams {
     }
 }
 
+/// Chooses tokens with one request's settings and random stream.
 pub struct Sampler {
     p: SamplingParams,
     rng: ChaCha8Rng,
@@ -65,29 +66,35 @@ pub fn argmax(v: &[f32]) -> usize {
 }
 
 impl Sampler {
+    /// A sampler whose stream starts from `p.seed`.
     pub fn new(p: SamplingParams) -> Sampler {
         let rng = ChaCha8Rng::seed_from_u64(p.seed);
         Sampler { p, rng }
     }
 
+    /// The next token: greedy at temperature 0, else a draw from [`Sampler::distribution`].
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
         if self.p.repetition_penalty != 1.0 {
-            let mut seen = history.to_vec();
-            seen.sort_unstable();
-            seen.dedup();
-            for &id in &seen {
-                if let Some(l) = logits.get_mut(id as usize) {
-                    *l = if *l < 0.0 {
-                        *l * self.p.repetition_penalty
-                    } else {
-                        *l / self.p.repetition_penalty
-                    };
-                }
-            }
+            apply_repetition_penalty(logits, history, self.p.repetition_penalty);
         }
         if self.p.temperature == 0.0 {
             return argmax(logits) as u32;
         }
+        let (cand, probs) = self.distribution(logits);
+        let r = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let mut acc = 0.0;
+        for (i, p) in probs.iter().enumerate() {
+            acc += p;
+            if r < acc {
+                return cand[i];
+            }
+        }
+        cand[probs.len() - 1]
+    }
+
+    /// The candidates and their probabilities after temperature, top-k and top-p, most likely
+    /// first (ties by id), as transformers' warpers leave them.
+    fn distribution(&self, logits: &[f32]) -> (Vec<u32>, Vec<f64>) {
         let mut cand: Vec<(u32, f32)> = logits
             .iter()
             .enumerate()
@@ -116,15 +123,23 @@ impl Sampler {
             let t: f64 = probs.iter().sum();
             probs.iter_mut().for_each(|p| *p /= t);
         }
-        let r = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        let mut acc = 0.0;
-        for (i, p) in probs.iter().enumerate() {
-            acc += p;
-            if r < acc {
-                return cand[i].0;
-            }
+        (
+            cand.into_iter().map(|c| c.0).take(probs.len()).collect(),
+            probs,
+        )
+    }
+}
+
+/// RepetitionPenaltyLogitsProcessor: every id seen in `history` has its logit divided by
+/// `penalty` when positive and multiplied by it when negative.
+fn apply_repetition_penalty(logits: &mut [f32], history: &[u32], penalty: f32) {
+    let mut seen = history.to_vec();
+    seen.sort_unstable();
+    seen.dedup();
+    for &id in &seen {
+        if let Some(l) = logits.get_mut(id as usize) {
+            *l = if *l < 0.0 { *l * penalty } else { *l / penalty };
         }
-        cand[probs.len() - 1].0
     }
 }
 
@@ -141,6 +156,58 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(s.sample(&mut [1.0, 3.0, 2.0], &[1]), 2);
+    }
+
+    #[test]
+    fn repetition_penalty_divides_positive_and_multiplies_negative_logits() {
+        let mut l = [3.0f32, -1.0, 0.0, 5.0, -4.0];
+        apply_repetition_penalty(&mut l, &[0, 1, 2, 1, 99], 2.0);
+        assert_eq!(l, [1.5, -2.0, 0.0, 5.0, -4.0]);
+    }
+
+    #[test]
+    fn temperature_divides_the_logits() {
+        // logits [ln 3, 0]: at T = 1 the probabilities are 3/4 and 1/4; at T = 0.5, 9/10 and 1/10.
+        let logits = [3f32.ln(), 0.0];
+        for (t, want) in [
+            (1.0f32, [0.75, 0.25]),
+            (0.5, [0.9, 0.1]),
+            (2.0, [0.634, 0.366]),
+        ] {
+            let s = Sampler::new(SamplingParams {
+                temperature: t,
+                ..Default::default()
+            });
+            let (cand, probs) = s.distribution(&logits);
+            assert_eq!(cand, [0, 1]);
+            for (p, w) in probs.iter().zip(want) {
+                assert!((p - w).abs() < 1e-3, "T {t}: {probs:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn validate_takes_exactly_the_documented_ranges() {
+        let with = |temperature: f32, top_p: f32, repetition_penalty: f32| {
+            SamplingParams {
+                temperature,
+                top_p,
+                repetition_penalty,
+                ..Default::default()
+            }
+            .validate()
+            .is_ok()
+        };
+        assert!(with(0.0, 1.0, 1.0) && with(2.5, 0.01, 0.5) && with(1.0, 1.0, 3.0));
+        for t in [-0.01, f32::NAN, f32::INFINITY] {
+            assert!(!with(t, 1.0, 1.0), "temperature {t}");
+        }
+        for p in [0.0, -0.5, 1.0001, f32::NAN] {
+            assert!(!with(1.0, p, 1.0), "top_p {p}");
+        }
+        for r in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+            assert!(!with(1.0, 1.0, r), "repetition_penalty {r}");
+        }
     }
 
     /// TopPLogitsWarper keeps the smallest head whose mass reaches top_p: with four equal

@@ -108,6 +108,8 @@ pub struct smolvlm_stats {
     pub decode_ms: f64,
     /// decode_tokens per second of decode time.
     pub decode_tokens_per_s: f64,
+    /// The whole call: image preprocessing and tokenization included, so it exceeds
+    /// encode_ms + prefill_ms + decode_ms.
     pub total_ms: f64,
     /// Threads the call ran on (the context's own pool).
     pub threads: i32,
