@@ -166,6 +166,24 @@ mod tests {
     }
 
     #[test]
+    fn distribution_is_shift_safe_and_renormalised_after_top_p() {
+        let s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            ..Default::default()
+        });
+        // exp(400) overflows: the softmax must subtract the maximum first.
+        let (_, probs) = s.distribution(&[400.0, 399.0]);
+        let e = std::f64::consts::E;
+        assert!((probs[0] - e / (e + 1.0)).abs() < 1e-6, "{probs:?}");
+        let s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            top_p: 0.5,
+            ..Default::default()
+        });
+        assert_eq!(s.distribution(&[0.0; 4]), (vec![0, 1], vec![0.5, 0.5]));
+    }
+
+    #[test]
     fn temperature_divides_the_logits() {
         // logits [ln 3, 0]: at T = 1 the probabilities are 3/4 and 1/4; at T = 0.5, 9/10 and 1/10.
         let logits = [3f32.ln(), 0.0];
