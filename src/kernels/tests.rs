@@ -29,6 +29,10 @@ fn every_variant_dot_matches_the_portable_one() {
             let exact_h: f64 = x.iter().zip(&wh).map(|(a, b)| *a as f64 * b.to_f64()).sum();
             // f32 accumulation of k products of magnitude ≤ 1: error ≤ k·2⁻²⁴ per term bound.
             let tol = 1e-6 * k as f64 + 1e-6;
+            let wf: Vec<f32> = wave(k, 0.17, 0.2);
+            let exact_f: f64 = x.iter().zip(&wf).map(|(a, b)| *a as f64 * *b as f64).sum();
+            let got_f = dot(isa, &x, View::F32(&wf)) as f64;
+            assert!((got_f - exact_f).abs() < tol, "{isa:?} f32 k={k}");
             let got_b = dot(isa, &x, View::BF16(&wb)) as f64;
             let got_h = dot(isa, &x, View::F16(&wh)) as f64;
             let port_b = dot(Isa::Portable, &x, View::BF16(&wb)) as f64;
