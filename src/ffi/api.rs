@@ -8,7 +8,7 @@ use super::types::{
     generate_params_default, model_params_default, read_params, smolvlm_generate_params,
     smolvlm_model_params, smolvlm_stats,
 };
-use super::{fail, guard, null_arg, opt_str, smolvlm_status, SendPtr};
+use super::{fail, guard, null_arg, opt_str, reset_out, smolvlm_status, SendPtr};
 use crate::error::Error;
 use crate::{LoadOptions, Message, Model, Request, RgbImage};
 use std::ffi::{c_char, CString};
@@ -57,11 +57,10 @@ pub unsafe extern "C" fn smolvlm_model_load(
     out: *mut *mut smolvlm_model_t,
 ) -> smolvlm_status {
     guard(smolvlm_status::Panic, || {
-        if out.is_null() {
-            return null_arg("out");
+        // SAFETY: `out` is NULL or writable, per the contract.
+        if let Err(s) = unsafe { reset_out(out) } {
+            return s;
         }
-        // SAFETY: `out` is non-NULL and writable per the contract.
-        unsafe { *out = std::ptr::null_mut() };
         // SAFETY: per the contract above.
         let dir = match unsafe { opt_str(model_dir, "model_dir") } {
             Ok(Some(d)) => d,
@@ -116,11 +115,10 @@ pub unsafe extern "C" fn smolvlm_ctx_new(
     out: *mut *mut smolvlm_ctx_t,
 ) -> smolvlm_status {
     guard(smolvlm_status::Panic, || {
-        if out.is_null() {
-            return null_arg("out");
+        // SAFETY: `out` is NULL or writable, per the contract.
+        if let Err(s) = unsafe { reset_out(out) } {
+            return s;
         }
-        // SAFETY: `out` is non-NULL and writable.
-        unsafe { *out = std::ptr::null_mut() };
         // SAFETY: the caller passes a live model or NULL.
         let Some(m) = (unsafe { model.as_ref() }) else {
             return null_arg("model");

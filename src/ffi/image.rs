@@ -1,7 +1,7 @@
 //! Images for the extended API: from raw pixels, encoded bytes or a file.
 
 use super::types::smolvlm_pixel_format;
-use super::{fail, guard, null_arg, opt_str, smolvlm_status};
+use super::{fail, guard, null_arg, opt_str, reset_out, smolvlm_status};
 use crate::error::Error;
 use crate::{PixelFormat, RgbImage};
 use std::ffi::c_char;
@@ -46,11 +46,10 @@ pub unsafe extern "C" fn smolvlm_image_from_pixels(
     out: *mut *mut smolvlm_image_t,
 ) -> smolvlm_status {
     guard(smolvlm_status::Panic, || {
-        if out.is_null() {
-            return null_arg("out");
+        // SAFETY: `out` is NULL or writable, per the contract.
+        if let Err(s) = unsafe { reset_out(out) } {
+            return s;
         }
-        // SAFETY: `out` is non-NULL and writable.
-        unsafe { *out = std::ptr::null_mut() };
         if pixels.is_null() {
             return null_arg("pixels");
         }
@@ -94,11 +93,10 @@ pub unsafe extern "C" fn smolvlm_image_from_bytes(
     out: *mut *mut smolvlm_image_t,
 ) -> smolvlm_status {
     guard(smolvlm_status::Panic, || {
-        if out.is_null() {
-            return null_arg("out");
+        // SAFETY: `out` is NULL or writable, per the contract.
+        if let Err(s) = unsafe { reset_out(out) } {
+            return s;
         }
-        // SAFETY: `out` is non-NULL and writable.
-        unsafe { *out = std::ptr::null_mut() };
         if data.is_null() {
             return null_arg("data");
         }
@@ -122,11 +120,10 @@ pub unsafe extern "C" fn smolvlm_image_from_file(
     out: *mut *mut smolvlm_image_t,
 ) -> smolvlm_status {
     guard(smolvlm_status::Panic, || {
-        if out.is_null() {
-            return null_arg("out");
+        // SAFETY: `out` is NULL or writable, per the contract.
+        if let Err(s) = unsafe { reset_out(out) } {
+            return s;
         }
-        // SAFETY: `out` is non-NULL and writable.
-        unsafe { *out = std::ptr::null_mut() };
         // SAFETY: per the contract.
         match unsafe { opt_str(path, "path") } {
             // SAFETY: `out` was checked for NULL above and is writable per the contract.

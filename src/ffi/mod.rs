@@ -98,6 +98,19 @@ fn guard<T>(on_panic: T, body: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Checks an output pointer and sets `*out` to NULL, so that every failure leaves it NULL.
+///
+/// # Safety
+/// `out` is NULL or writable.
+unsafe fn reset_out<T>(out: *mut *mut T) -> Result<(), smolvlm_status> {
+    if out.is_null() {
+        return Err(null_arg("out"));
+    }
+    // SAFETY: non-NULL, and writable per this function's contract.
+    unsafe { *out = std::ptr::null_mut() };
+    Ok(())
+}
+
 /// A C string argument as &str: Ok(None) for NULL, Err for invalid UTF-8.
 ///
 /// # Safety

@@ -7,24 +7,12 @@
  * non-zero on any failure.
  */
 #include "smolvlm.h"
+#include "check.h"
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int passed, failed;
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (cond) {                                                        \
-            passed++;                                                      \
-        } else {                                                           \
-            failed++;                                                      \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);           \
-            fprintf(stderr, __VA_ARGS__);                                  \
-            fprintf(stderr, " [last error: %s]\n", smolvlm_last_error());  \
-        }                                                                  \
-    } while (0)
 
 static const char *MODEL_DIR;
 static smolvlm_model_t *MODEL;

@@ -10,6 +10,7 @@
  * Prints "N passed, M failed" and exits non-zero on any failure.
  */
 #include "smolvlm.h"
+#include "check.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,22 +40,6 @@
 #define EXITED_GROWTH_LIMIT_KIB (2 * 1024)
 #define ROUNDS 4
 #define ROUND_TOKENS 16
-
-static int passed, failed;
-static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        pthread_mutex_lock(&check_lock);                                   \
-        if (cond) {                                                        \
-            passed++;                                                      \
-        } else {                                                           \
-            failed++;                                                      \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);           \
-            fprintf(stderr, __VA_ARGS__);                                  \
-            fprintf(stderr, "\n");                                         \
-        }                                                                  \
-        pthread_mutex_unlock(&check_lock);                                 \
-    } while (0)
 
 static const char *MODEL_DIR, *IMAGE;
 
