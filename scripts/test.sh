@@ -32,3 +32,7 @@ bash scripts/c-tests.sh
 prefix="$PWD/target/c-tests/prefix"
 (cd bindings/go && PKG_CONFIG_PATH="$prefix/lib/pkgconfig" LD_LIBRARY_PATH="$prefix/lib" go vet ./... \
   && PKG_CONFIG_PATH="$prefix/lib/pkgconfig" LD_LIBRARY_PATH="$prefix/lib" go test -count=1 -race ./...)
+
+# A smoke run of the speed harness (one run per stage on random SmolVLM-256M-shaped weights):
+# proves it works end to end; the figures it prints are not a measurement.
+RUNS=1 bash scripts/bench.sh
