@@ -17,6 +17,10 @@ cargo build -j"$JOBS" --release --locked
 # the weights) run here, where the directory above was just prepared; missing weights fail them.
 cargo test -j"$JOBS" --release --locked -- --include-ignored
 
+# A smoke run of the speed harness (one run per stage on random SmolVLM-256M-shaped weights):
+# proves it works end to end; the figures it prints are not a measurement.
+RUNS=1 bash scripts/bench.sh
+
 # The C ABI: header freshness, drop-in and extended API programs, C++ include, valgrind.
 bash scripts/c-tests.sh
 
@@ -27,7 +31,3 @@ bash scripts/c-tests.sh
 prefix="$PWD/target/c-tests/prefix"
 (cd bindings/go && PKG_CONFIG_PATH="$prefix/lib/pkgconfig" LD_LIBRARY_PATH="$prefix/lib" go vet ./... \
   && PKG_CONFIG_PATH="$prefix/lib/pkgconfig" LD_LIBRARY_PATH="$prefix/lib" go test -count=1 -race ./...)
-
-# A smoke run of the speed harness (one run per stage on random SmolVLM-256M-shaped weights):
-# proves it works end to end; the figures it prints are not a measurement.
-RUNS=1 bash scripts/bench.sh
