@@ -25,24 +25,39 @@ pub(crate) struct Exec<'a> {
     pub scratch: &'a Scratch,
 }
 
-/// dot(x, w) with w widened to f32, in the variant `isa`.
-#[inline]
-fn dot(isa: Isa, x: &[f32], w: View<'_>) -> f32 {
+/// The dot-product variant of an [`Isa`], resolved once per call of a kernel (the CPU check
+/// stays out of the per-row loop).
+#[derive(Clone, Copy)]
+enum Dot {
+    Portable,
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx2 {
-        if let Some(t) = avx2::Avx2::new() {
-            match w {
-                View::BF16(w) => return t.dot_bf16(x, w),
-                View::F16(w) => return t.dot_f16(x, w),
-                View::F32(_) => {}
+    Avx2(avx2::Avx2),
+}
+
+impl Dot {
+    fn for_isa(isa: Isa) -> Dot {
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Avx2 {
+            if let Some(t) = avx2::Avx2::new() {
+                return Dot::Avx2(t);
             }
         }
+        let _ = isa;
+        Dot::Portable
     }
-    let _ = isa;
-    match w {
-        View::F32(w) => reference::dot_f32(x, w),
-        View::BF16(w) => reference::dot_bf16(x, w),
-        View::F16(w) => reference::dot_f16(x, w),
+
+    /// dot(x, w) with w widened to f32.
+    #[inline]
+    fn dot(self, x: &[f32], w: View<'_>) -> f32 {
+        match (self, w) {
+            #[cfg(target_arch = "x86_64")]
+            (Dot::Avx2(t), View::BF16(w)) => t.dot_bf16(x, w),
+            #[cfg(target_arch = "x86_64")]
+            (Dot::Avx2(t), View::F16(w)) => t.dot_f16(x, w),
+            (_, View::F32(w)) => reference::dot_f32(x, w),
+            (_, View::BF16(w)) => reference::dot_bf16(x, w),
+            (_, View::F16(w)) => reference::dot_f16(x, w),
+        }
     }
 }
 
@@ -68,6 +83,7 @@ pub(crate) fn linear(
     assert_eq!(x.len(), m * k, "linear {}: input size", w.name);
     assert_eq!(out.len(), m * n, "linear {}: output size", w.name);
     let view = w.view();
+    let dot = Dot::for_isa(ex.isa);
     match view {
         View::F16(_) | View::BF16(_) if m == 1 => {
             out.par_chunks_mut(MATVEC_CHUNK)
@@ -75,7 +91,7 @@ pub(crate) fn linear(
                 .for_each(|(ci, oc)| {
                     for (jj, o) in oc.iter_mut().enumerate() {
                         let j = ci * MATVEC_CHUNK + jj;
-                        *o = dot(ex.isa, x, view.slice(j * k, k));
+                        *o = dot.dot(x, view.slice(j * k, k));
                     }
                 });
         }
@@ -88,7 +104,7 @@ pub(crate) fn linear(
                     for (jj, tj) in tc.chunks_mut(m).enumerate() {
                         let wr = view.slice((ci * MATVEC_CHUNK + jj) * k, k);
                         for (i, o) in tj.iter_mut().enumerate() {
-                            *o = dot(ex.isa, &x[i * k..(i + 1) * k], wr);
+                            *o = dot.dot(&x[i * k..(i + 1) * k], wr);
                         }
                     }
                 });

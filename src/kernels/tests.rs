@@ -4,6 +4,10 @@ use super::*;
 use crate::weights::Tensor;
 use half::{bf16, f16};
 
+fn dot(isa: Isa, x: &[f32], w: View<'_>) -> f32 {
+    Dot::for_isa(isa).dot(x, w)
+}
+
 fn wave(n: usize, f: f32, p: f32) -> Vec<f32> {
     (0..n).map(|i| (i as f32 * f + p).sin()).collect()
 }
@@ -14,6 +18,10 @@ fn variants() -> Vec<Isa> {
     let names: Vec<&str> = v.iter().map(|i| i.name()).collect();
     eprintln!("kernel variants run on this CPU: {}", names.join(", "));
     assert!(v.contains(&Isa::Portable));
+    #[cfg(target_arch = "x86_64")]
+    if v.contains(&Isa::Avx2) {
+        assert!(matches!(Dot::for_isa(Isa::Avx2), Dot::Avx2(_)), "AVX2 variant not dispatched");
+    }
     v
 }
 
