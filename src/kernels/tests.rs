@@ -20,7 +20,10 @@ fn variants() -> Vec<Isa> {
     assert!(v.contains(&Isa::Portable));
     #[cfg(target_arch = "x86_64")]
     if v.contains(&Isa::Avx2) {
-        assert!(matches!(Dot::for_isa(Isa::Avx2), Dot::Avx2(_)), "AVX2 variant not dispatched");
+        assert!(
+            matches!(Dot::for_isa(Isa::Avx2), Dot::Avx2(_)),
+            "AVX2 variant not dispatched"
+        );
     }
     v
 }
