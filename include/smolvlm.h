@@ -115,6 +115,26 @@ typedef enum smolvlm_split {
 } smolvlm_split;
 
 /**
+ * Numeric mode of products with bf16 weights (see smolvlm_generate_params.precision).
+ */
+typedef enum smolvlm_precision {
+  /**
+   * bf16 for bf16 checkpoints on CPUs with native bf16 products (AMX, AVX512_BF16 where it
+   * outruns f32), else f32. The environment variable SMOLVLM_PRECISION=f32|bf16 overrides it.
+   */
+  SMOLVLM_PRECISION_AUTO = 0,
+  /**
+   * f32 activations and accumulation: transformers' float32 results.
+   */
+  SMOLVLM_PRECISION_F32 = 1,
+  /**
+   * Activations rounded to bf16 before products with bf16 weights, f32 accumulation:
+   * transformers' bfloat16 linears. Norms, softmax, attention and residuals stay f32.
+   */
+  SMOLVLM_PRECISION_BF16 = 2,
+} smolvlm_precision;
+
+/**
  * Pixel layouts accepted by smolvlm_image_from_pixels.
  */
 typedef enum smolvlm_pixel_format {
@@ -240,6 +260,10 @@ typedef struct smolvlm_generate_params {
    * Passed to both callbacks. They run on the calling thread.
    */
   void *user_data;
+  /**
+   * One of smolvlm_precision (default SMOLVLM_PRECISION_AUTO).
+   */
+  int32_t precision;
 } smolvlm_generate_params;
 
 typedef struct smolvlm_model smolvlm_model_t;
@@ -282,6 +306,10 @@ typedef struct smolvlm_stats {
    * Threads the call ran on (the context's own pool).
    */
   int32_t threads;
+  /**
+   * The smolvlm_precision the call ran in (never AUTO: what it resolved to).
+   */
+  int32_t precision;
 } smolvlm_stats;
 
 /**

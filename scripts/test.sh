@@ -21,6 +21,10 @@ cargo test -j"$JOBS" --release --locked -- --include-ignored
 # proves it works end to end; the figures it prints are not a measurement.
 RUNS=1 bash scripts/bench.sh
 
+# The C, Python and Go tests compare with transformers' float32 goldens: pin the f32 mode where an
+# API has no precision setting (the default, auto, picks bf16 on CPUs with native bf16 products).
+export SMOLVLM_PRECISION=f32
+
 # The C ABI: header freshness, drop-in and extended API programs, C++ include, valgrind.
 bash scripts/c-tests.sh
 

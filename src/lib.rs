@@ -44,7 +44,7 @@ mod weights;
 
 pub use config::{Architecture, ModelConfig, TextConfig, VisionConfig};
 pub use error::{Error, ErrorKind, Result};
-pub use kernels::{system_info, Isa};
+pub use kernels::{system_info, Isa, Precision};
 pub use model::{LoadOptions, Model};
 pub use processor::{PixelFormat, RgbImage};
 pub use prompt::Prepared;

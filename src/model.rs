@@ -3,7 +3,7 @@
 use crate::config::{self, Architecture, ImageProcessorConfig, ModelConfig};
 use crate::connector::Connector;
 use crate::error::{Error, Result};
-use crate::kernels::Isa;
+use crate::kernels::{Isa, Precision};
 use crate::text::{TextModel, TextWeights};
 use crate::tokenizer::Tokenizer;
 use crate::vision::VisionModel;
@@ -260,6 +260,21 @@ impl Model {
             weight_layout: layout,
             load_ms,
         })
+    }
+
+    /// The mode `p` stands for with this model: [`Precision::Auto`] is `Bf16` when the decoder's
+    /// weights are bf16 and the kernel variant has native bf16 dot products, else `F32`; the
+    /// environment variable `SMOLVLM_PRECISION` (`f32` or `bf16`) overrides what `Auto` picks
+    /// (for callers of APIs without a precision setting, such as the drop-in one).
+    pub fn precision(&self, p: Precision) -> Precision {
+        if p == Precision::Auto {
+            let env = std::env::var("SMOLVLM_PRECISION").ok();
+            match env.as_deref().and_then(Precision::from_name) {
+                Some(Precision::Auto) | None => {}
+                Some(forced) => return forced,
+            }
+        }
+        p.resolve(self.isa, self.text.weights_bf16())
     }
 
     /// The kernel variant this model runs.

@@ -2,6 +2,7 @@
 //! statistics out. Plain data.
 
 use crate::error::{Error, Result};
+use crate::kernels::Precision;
 use crate::processor::RgbImage;
 use crate::sampler::SamplingParams;
 use serde_json::Value;
@@ -104,6 +105,8 @@ pub struct Request {
     pub max_tokens: usize,
     /// Greedy by default.
     pub sampling: SamplingParams,
+    /// Numeric mode of products with bf16 weights ([`Precision::Auto`] by default).
+    pub precision: Precision,
 }
 
 impl Request {
@@ -122,6 +125,7 @@ impl Request {
             split: Split::ModelDefault,
             max_tokens: 256,
             sampling: SamplingParams::default(),
+            precision: Precision::Auto,
         }
     }
 }
@@ -145,6 +149,8 @@ pub struct Stats {
     pub total_ms: f64,
     /// Threads the call ran on (the session's pool).
     pub threads: usize,
+    /// The numeric mode the call ran in (`Auto` resolved).
+    pub precision: Precision,
 }
 
 /// Why generation ended.

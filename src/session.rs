@@ -2,7 +2,7 @@
 //! and the generate loop (encode tiles → prefill → sample/decode).
 
 use crate::error::{Error, Result};
-use crate::kernels::{Exec, Scratch};
+use crate::kernels::{Exec, Precision, Scratch};
 use crate::model::Model;
 use crate::prompt::{prepare, Prepared};
 use crate::request::{Hooks, Output, Request, Stats, StopReason, MAX_TOKENS_LIMIT};
@@ -99,7 +99,7 @@ impl Session {
         prepare(&self.model, req)
     }
 
-    /// Encodes tiles ([n_tiles, 3, S, S]): (vision encoder output [n_tiles · patches, vision
+    /// Encodes tiles in the f32 mode ([n_tiles, 3, S, S]): (vision encoder output [n_tiles · patches, vision
     /// hidden] when `keep_vision`, else empty; connector output [n_tiles · seq_len, text hidden]).
     pub fn encode_tiles(
         &mut self,
@@ -107,7 +107,7 @@ impl Session {
         n_tiles: usize,
         keep_vision: bool,
     ) -> Result<(Vec<f32>, Vec<f32>)> {
-        self.on_pool(|s| s.encode_inner(pixels, n_tiles, keep_vision, &mut || true))?
+        self.on_pool(|s| s.encode_inner(pixels, n_tiles, keep_vision, false, &mut || true))?
     }
 
     fn encode_inner(
@@ -115,6 +115,7 @@ impl Session {
         pixels: &[f32],
         n_tiles: usize,
         keep_vision: bool,
+        bf16: bool,
         keep_going: &mut dyn FnMut() -> bool,
     ) -> Result<(Vec<f32>, Vec<f32>)> {
         let v = self
@@ -132,6 +133,7 @@ impl Session {
         }
         let ex = Exec {
             isa: self.model.isa,
+            bf16,
             scratch: &self.scratch,
         };
         // A few tiles at a time bounds activation memory; GEMMs stay large enough to be efficient.
@@ -171,7 +173,11 @@ impl Session {
         req.sampling.validate()?;
         let model = self.model.clone();
         let m = &*model;
-        let mut stats = Stats::default();
+        let mut stats = Stats {
+            precision: m.precision(req.precision),
+            ..Stats::default()
+        };
+        let bf16 = stats.precision == Precision::Bf16;
         let Prepared {
             ids,
             pixels,
@@ -187,7 +193,8 @@ impl Session {
         }
         let t_enc = Instant::now();
         let feats = if n_tiles > 0 {
-            self.encode_inner(&pixels, n_tiles, false, keep_going)?.1
+            self.encode_inner(&pixels, n_tiles, false, bf16, keep_going)?
+                .1
         } else {
             Vec::new()
         };
@@ -214,6 +221,7 @@ impl Session {
         self.cache.reserve(ids.len() + budget)?;
         let ex = Exec {
             isa: m.isa,
+            bf16: stats.precision == Precision::Bf16,
             scratch: &self.scratch,
         };
         m.text
@@ -263,6 +271,7 @@ impl Session {
         };
         let ex = Exec {
             isa: m.isa,
+            bf16: stats.precision == Precision::Bf16,
             scratch: &self.scratch,
         };
         for step in 0..req.max_tokens {

@@ -137,6 +137,13 @@ pub(crate) struct TextWeights<'a> {
 }
 
 impl TextModel {
+    /// Whether the decoder's projections are stored in bf16.
+    pub fn weights_bf16(&self) -> bool {
+        self.layers
+            .first()
+            .is_some_and(|l| l.q.w.dtype == crate::weights::DType::BF16)
+    }
+
     pub fn load(store: &WeightStore, names: &TextWeights, cfg: &TextConfig) -> Result<Self> {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim);
         let (qd, kvd) = (cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd);

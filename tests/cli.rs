@@ -7,6 +7,8 @@ use std::process::Command;
 fn smolvlm(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_smolvlm"))
         .args(args)
+        // The goldens are transformers in float32 (the f32 mode; auto may pick bf16 here).
+        .env("SMOLVLM_PRECISION", "f32")
         .output()
         .expect("run smolvlm");
     (

@@ -50,6 +50,7 @@ fn greedy_tokens_match_transformers() {
         let mut req = Request::simple("", None, vec![]);
         req.messages = Message::parse_list(&case["messages"]).unwrap();
         req.max_tokens = 48;
+        req.precision = smolvlm::Precision::F32;
         let p = session.prepare(&req).unwrap();
         let want_ids = ids(&case["input_ids"]);
         long_prompt |= want_ids.len() >= 300;

@@ -231,6 +231,8 @@ type Request struct {
 	TopP         float32 // 0 = 1 (off)
 	Seed         uint64
 	Threads      int
+	// Precision is "auto" (or ""), "f32" or "bf16" (see smolvlm_precision in the C header).
+	Precision string
 	// OnPiece receives complete UTF-8 pieces; returning false stops generation.
 	OnPiece func(piece string) bool
 	// Abort is polled between tiles, layers and tokens; true cancels with ErrCancelled.
@@ -258,6 +260,16 @@ func (c *Context) Generate(r Request) (string, error) {
 	}
 	p.seed = C.uint64_t(r.Seed)
 	p.n_threads = C.int32_t(r.Threads)
+	switch r.Precision {
+	case "", "auto":
+		p.precision = C.SMOLVLM_PRECISION_AUTO
+	case "f32":
+		p.precision = C.SMOLVLM_PRECISION_F32
+	case "bf16":
+		p.precision = C.SMOLVLM_PRECISION_BF16
+	default:
+		return "", fmt.Errorf("smolvlm: unknown precision %q (auto, f32 or bf16)", r.Precision)
+	}
 	if r.OnPiece != nil || r.Abort != nil {
 		arg, release := handleArg(&callbacks{onPiece: r.OnPiece, abort: r.Abort})
 		defer release()
@@ -313,6 +325,8 @@ type Stats struct {
 	Tiles, PrefillTokens, DecodeTokens                               int
 	// Threads the call ran on (the context's own pool).
 	Threads int
+	// Precision the call ran in: "f32" or "bf16".
+	Precision string
 }
 
 // Stats returns the statistics of the last successful Generate.
@@ -326,5 +340,12 @@ func (c *Context) Stats() (Stats, error) {
 	}
 	return Stats{float64(s.load_ms), float64(s.encode_ms), float64(s.prefill_ms), float64(s.decode_ms),
 		float64(s.decode_tokens_per_s), float64(s.total_ms), int(s.tiles), int(s.prefill_tokens),
-		int(s.decode_tokens), int(s.threads)}, nil
+		int(s.decode_tokens), int(s.threads), precisionName(int(s.precision))}, nil
+}
+
+func precisionName(p int) string {
+	if p == C.SMOLVLM_PRECISION_BF16 {
+		return "bf16"
+	}
+	return "f32"
 }

@@ -92,6 +92,23 @@ func TestTextAndImagesMatchCLI(t *testing.T) {
 	}
 }
 
+func TestPrecisionRunsAsAskedAndIsReported(t *testing.T) {
+	m, c := load(t)
+	defer m.Close()
+	defer c.Close()
+	for _, mode := range []string{"f32", "bf16"} {
+		if _, err := c.Generate(Request{Prompt: "Tell me a story.", MaxTokens: 2, Precision: mode}); err != nil {
+			t.Fatal(err)
+		}
+		if s, err := c.Stats(); err != nil || s.Precision != mode {
+			t.Fatalf("%s: stats %+v %v", mode, s, err)
+		}
+	}
+	if _, err := c.Generate(Request{Prompt: "hi", MaxTokens: 1, Precision: "fp8"}); err == nil {
+		t.Fatal("fp8 accepted")
+	}
+}
+
 func TestStreamingStopAndCancel(t *testing.T) {
 	m, c := load(t)
 	defer m.Close()

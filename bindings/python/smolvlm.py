@@ -22,6 +22,7 @@ __all__ = ["Model", "Context", "Image", "SmolVLMError", "version", "system_info"
 
 STATUS = ["OK", "NULL_ARG", "INVALID_ARG", "IO", "BAD_MODEL", "BAD_IMAGE", "CANCELLED", "BUSY", "OOM", "PANIC"]
 SPLIT = {None: 0, True: 1, False: 2}
+PRECISION = {"auto": 0, "f32": 1, "bf16": 2}
 
 
 def _find_library():
@@ -51,14 +52,15 @@ class _ModelParams(Structure):
 class _GenerateParams(Structure):
     _fields_ = [("size", c_size_t), ("n_threads", c_int32), ("max_tokens", c_int32), ("temperature", c_float),
                 ("top_k", c_int32), ("top_p", c_float), ("repetition_penalty", c_float), ("seed", c_uint64),
-                ("split", c_int32), ("on_piece", PIECE_CB), ("should_abort", ABORT_CB), ("user_data", c_void_p)]
+                ("split", c_int32), ("on_piece", PIECE_CB), ("should_abort", ABORT_CB), ("user_data", c_void_p),
+                ("precision", c_int32)]
 
 
 class _Stats(Structure):
     _fields_ = [("size", c_size_t), ("load_ms", c_double), ("tiles", c_int32), ("encode_ms", c_double),
                 ("prefill_tokens", c_int32), ("prefill_ms", c_double), ("decode_tokens", c_int32),
                 ("decode_ms", c_double), ("decode_tokens_per_s", c_double), ("total_ms", c_double),
-                ("threads", c_int32)]
+                ("threads", c_int32), ("precision", c_int32)]
 
 
 def _sig(name, restype, *argtypes):
@@ -181,20 +183,23 @@ class Context:
         _check(_ctx_new(model._h, ctypes.byref(h)))
         self._h = h
 
-    def _params(self, max_tokens, temperature, top_k, top_p, repetition_penalty, seed, split, threads):
+    def _params(self, max_tokens, temperature, top_k, top_p, repetition_penalty, seed, split, threads, precision):
+        if precision not in PRECISION:
+            raise ValueError(f"precision must be one of {sorted(PRECISION)}, not {precision!r}")
         p = _GenerateParams()
         _generate_params_default(ctypes.byref(p))
+        p.precision = PRECISION[precision]
         p.max_tokens, p.temperature, p.top_k, p.top_p = max_tokens, temperature, top_k, top_p
         p.repetition_penalty, p.seed, p.split, p.n_threads = repetition_penalty, seed, SPLIT[split], threads
         return p
 
     def generate(self, prompt=None, images=(), system_prompt=None, messages=None, on_piece=None, should_abort=None,
                  max_tokens=256, temperature=0.0, top_k=0, top_p=1.0, repetition_penalty=1.0, seed=0, split=None,
-                 threads=0):
+                 threads=0, precision="auto"):
         """Returns the generated text. `messages` (HF chat format) replaces prompt/system_prompt; its image
         entries take `images` in order. `on_piece(str) -> bool|None` streams; returning False stops.
         `should_abort() -> bool` cancels (raises SmolVLMError CANCELLED)."""
-        p = self._params(max_tokens, temperature, top_k, top_p, repetition_penalty, seed, split, threads)
+        p = self._params(max_tokens, temperature, top_k, top_p, repetition_penalty, seed, split, threads, precision)
         errors = []
         if on_piece is not None:
             def piece(ptr, n, _token, _ud):
@@ -252,7 +257,9 @@ class Context:
         s = _Stats()
         s.size = ctypes.sizeof(_Stats)
         _check(_ctx_get_stats(self._h, ctypes.byref(s)))
-        return {name: getattr(s, name) for name, _ in _Stats._fields_ if name != "size"}
+        out = {name: getattr(s, name) for name, _ in _Stats._fields_ if name != "size"}
+        out["precision"] = {v: k for k, v in PRECISION.items()}.get(out["precision"], "auto")
+        return out
 
     def close(self):
         if self._h:

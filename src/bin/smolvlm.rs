@@ -3,7 +3,8 @@
 
 use serde_json::json;
 use smolvlm::{
-    Hooks, Message, Model, Request, RgbImage, SamplingParams, Session, Split, StopReason,
+    Hooks, Isa, LoadOptions, Message, Model, Precision, Request, RgbImage, SamplingParams, Session,
+    Split, StopReason,
 };
 use std::io::Write;
 use std::process::ExitCode;
@@ -33,6 +34,11 @@ Generation:
   --repetition-penalty <r> HF-style repetition penalty (1 = off)
   --seed <n>               Sampling seed (default: 0)
   -t <n>                   Threads (default: all CPUs)
+  --precision <p>          auto (default), f32 or bf16: products with bf16 weights in f32 (as
+                           transformers' float32) or with bf16 activations (as its bfloat16);
+                           auto = bf16 where the CPU has native bf16 dot products
+  --isa <name>             Kernel variant (portable, avx2, avx512, avx512bf16; default: the
+                           fastest this CPU supports)
 
 Output:
   --json                   Print one JSON object on stdout instead of streaming text
@@ -51,6 +57,8 @@ struct Args {
     max_tokens: usize,
     sampling: SamplingParams,
     threads: usize,
+    precision: Precision,
+    isa: Option<Isa>,
     json: bool,
     verbosity: u8,
 }
@@ -71,6 +79,8 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
         max_tokens: 256,
         sampling: SamplingParams::default(),
         threads: 0,
+        precision: Precision::Auto,
+        isa: None,
         json: false,
         verbosity: 1,
     };
@@ -110,6 +120,17 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
                 a.sampling.repetition_penalty = parse_num(flag, &value()?)?
             }
             "--seed" => a.sampling.seed = parse_num(flag, &value()?)?,
+            "--precision" => {
+                let v = value()?;
+                a.precision = Precision::from_name(&v)
+                    .ok_or_else(|| format!("--precision must be auto, f32 or bf16, not {v:?}"))?;
+            }
+            "--isa" => {
+                let v = value()?;
+                a.isa = Some(Isa::from_name(&v).ok_or_else(|| {
+                    format!("--isa must be portable, avx2, avx512 or avx512bf16, not {v:?}")
+                })?);
+            }
             "--split" => a.split = Split::On,
             "--no-split" => a.split = Split::Off,
             "--json" => a.json = true,
@@ -157,12 +178,14 @@ fn build_request(a: &Args) -> Result<Request, String> {
     req.split = a.split;
     req.max_tokens = a.max_tokens;
     req.sampling = a.sampling.clone();
+    req.precision = a.precision;
     Ok(req)
 }
 
 fn run(a: Args) -> Result<(), String> {
     let verbose = a.verbosity;
-    let model = Model::load(&a.model_dir)
+    let options = LoadOptions { isa: a.isa };
+    let model = Model::load_with(&a.model_dir, options, &mut |_| true)
         .map_err(|e| format!("failed to load model from {}: {e}", a.model_dir))?;
     if verbose >= 1 {
         let t = &model.config.text;
@@ -205,9 +228,10 @@ fn run(a: Args) -> Result<(), String> {
     session.set_threads(a.threads).map_err(|e| e.to_string())?;
     if verbose >= 2 {
         eprintln!(
-            "  {}; this model runs: {}",
+            "  {}; this model runs: {}, precision {}",
             smolvlm::system_info(),
-            session.model().isa().name()
+            session.model().isa().name(),
+            session.model().precision(a.precision).name()
         );
     }
     let stream = !a.json && verbose > 0;
@@ -244,6 +268,8 @@ fn run(a: Args) -> Result<(), String> {
                 "decode_ms": s.decode_ms,
                 "total_ms": s.total_ms,
                 "threads": s.threads,
+                "precision": s.precision.name(),
+                "isa": session.model().isa().name(),
                 "stop": stop,
             }
         });

@@ -221,7 +221,7 @@ fn vision_config(f: &Fields) -> Result<VisionConfig> {
     if v.num_channels != 3 {
         return Err(f.err("num_channels", "must be 3"));
     }
-    if v.hidden_size % v.num_attention_heads != 0 {
+    if !v.hidden_size.is_multiple_of(v.num_attention_heads) {
         return Err(f.err("hidden_size", "must be a multiple of num_attention_heads"));
     }
     if v.patch_size > v.image_size {

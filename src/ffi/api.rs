@@ -6,7 +6,7 @@ use super::ctx::{smolvlm_ctx_t, smolvlm_model, smolvlm_model_t};
 use super::image::smolvlm_image_t;
 use super::types::{
     generate_params_default, model_params_default, read_params, smolvlm_generate_params,
-    smolvlm_model_params, smolvlm_stats,
+    smolvlm_model_params, smolvlm_precision, smolvlm_stats,
 };
 use super::{fail, guard, null_arg, opt_str, reset_out, smolvlm_status, SendPtr};
 use crate::error::Error;
@@ -331,6 +331,10 @@ pub unsafe extern "C" fn smolvlm_ctx_get_stats(
                 decode_tokens_per_s: tps,
                 total_ms: s.total_ms,
                 threads: s.threads as i32,
+                precision: match s.precision {
+                    crate::Precision::Bf16 => smolvlm_precision::Bf16 as i32,
+                    _ => smolvlm_precision::F32 as i32,
+                },
             };
             let n = size.min(std::mem::size_of::<smolvlm_stats>());
             // SAFETY: `n` bytes are writable at `out` (the caller's size) and readable in `full`.

@@ -1,7 +1,9 @@
 //! Model and context handles, and the state both the extended API and the drop-in API share:
 //! one context type, one way to run a request, two callback protocols named by an enum.
 
-use super::types::{smolvlm_generate_params, smolvlm_piece_cb, smolvlm_split, smolvlm_token_cb};
+use super::types::{
+    smolvlm_generate_params, smolvlm_piece_cb, smolvlm_precision, smolvlm_split, smolvlm_token_cb,
+};
 use super::{null_arg, set_last_error, smolvlm_status, SendPtr};
 use crate::error::Error;
 use crate::{Hooks, Model, Request, SamplingParams, Session, Split};
@@ -125,6 +127,12 @@ pub(crate) fn run_request(
         s if s == smolvlm_split::On as i32 => Split::On,
         s if s == smolvlm_split::Off as i32 => Split::Off,
         s => return Err(Error::invalid(format!("unknown split mode {s}"))),
+    };
+    req.precision = match p.precision {
+        v if v == smolvlm_precision::Auto as i32 => crate::Precision::Auto,
+        v if v == smolvlm_precision::F32 as i32 => crate::Precision::F32,
+        v if v == smolvlm_precision::Bf16 as i32 => crate::Precision::Bf16,
+        v => return Err(Error::invalid(format!("unknown precision {v}"))),
     };
     req.sampling = SamplingParams {
         temperature: p.temperature,

@@ -50,6 +50,20 @@ pub enum smolvlm_split {
     Off = 2,
 }
 
+/// Numeric mode of products with bf16 weights (see smolvlm_generate_params.precision).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum smolvlm_precision {
+    /// bf16 for bf16 checkpoints on CPUs with native bf16 products (AMX, AVX512_BF16 where it
+    /// outruns f32), else f32. The environment variable SMOLVLM_PRECISION=f32|bf16 overrides it.
+    Auto = 0,
+    /// f32 activations and accumulation: transformers' float32 results.
+    F32 = 1,
+    /// Activations rounded to bf16 before products with bf16 weights, f32 accumulation:
+    /// transformers' bfloat16 linears. Norms, softmax, attention and residuals stay f32.
+    Bf16 = 2,
+}
+
 /// Pixel layouts accepted by smolvlm_image_from_pixels.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +103,8 @@ pub struct smolvlm_generate_params {
     pub should_abort: smolvlm_abort_cb,
     /// Passed to both callbacks. They run on the calling thread.
     pub user_data: *mut c_void,
+    /// One of smolvlm_precision (default SMOLVLM_PRECISION_AUTO).
+    pub precision: i32,
 }
 
 /// Timings and counts of a context's last successful generate call.
@@ -113,6 +129,8 @@ pub struct smolvlm_stats {
     pub total_ms: f64,
     /// Threads the call ran on (the context's own pool).
     pub threads: i32,
+    /// The smolvlm_precision the call ran in (never AUTO: what it resolved to).
+    pub precision: i32,
 }
 
 /// Copies a caller's params struct, honouring its `size` (older, smaller structs get defaults
@@ -160,5 +178,6 @@ pub(crate) fn generate_params_default() -> smolvlm_generate_params {
         on_piece: None,
         should_abort: None,
         user_data: std::ptr::null_mut(),
+        precision: smolvlm_precision::Auto as i32,
     }
 }

@@ -9,18 +9,38 @@ pub enum Isa {
     Portable,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
+    /// x86-64 AVX-512 F/BW/VL (+ FMA, F16C): register-blocked GEMM on packed bf16 panels.
+    Avx512,
+    /// AVX-512 with AVX512_BF16: native bf16 dot products (`vdpbf16ps`) for the bf16 mode.
+    Avx512Bf16,
+    /// AVX512_BF16 with AMX-BF16 tiles (`tdpbf16ps`) for the bf16 mode's matrix products.
+    Amx,
 }
 
 impl Isa {
     /// Every variant this build knows, supported here or not.
-    pub const ALL: [Isa; 2] = [Isa::Portable, Isa::Avx2];
+    pub const ALL: [Isa; 5] = [
+        Isa::Portable,
+        Isa::Avx2,
+        Isa::Avx512,
+        Isa::Avx512Bf16,
+        Isa::Amx,
+    ];
 
-    /// A short name: `portable`, `avx2`.
+    /// A short name: `portable`, `avx2`, `avx512`, `avx512bf16`, `amx`.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
             Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+            Isa::Avx512Bf16 => "avx512bf16",
+            Isa::Amx => "amx",
         }
+    }
+
+    /// Whether the variant has native bf16 dot products (what `Precision::Auto` looks for).
+    pub fn has_bf16_dot(self) -> bool {
+        matches!(self, Isa::Avx512Bf16 | Isa::Amx)
     }
 
     /// Whether this CPU can run the variant.
@@ -28,6 +48,9 @@ impl Isa {
         match self {
             Isa::Portable => true,
             Isa::Avx2 => avx2_present(),
+            Isa::Avx512 => avx512_present(false),
+            Isa::Avx512Bf16 => avx512_present(true),
+            Isa::Amx => avx512_present(true) && amx_present(),
         }
     }
 
@@ -37,11 +60,16 @@ impl Isa {
     }
 
     /// The fastest supported variant; `SMOLVLM_NO_SIMD` (any value) forces the portable one.
+    /// `avx512bf16` is chosen only where its bf16 dot products outrun f32 FMAs (timed once).
     pub fn detect() -> Isa {
         if std::env::var_os("SMOLVLM_NO_SIMD").is_some() {
             return Isa::Portable;
         }
-        *Isa::supported().last().unwrap_or(&Isa::Portable)
+        Isa::supported()
+            .into_iter()
+            .rev()
+            .find(|&i| i != Isa::Avx512Bf16 || bf16_dot_outruns_f32())
+            .unwrap_or(Isa::Portable)
     }
 
     /// Parses a name given by [`Isa::name`].
@@ -58,6 +86,83 @@ fn avx2_present() -> bool {
 #[cfg(not(target_arch = "x86_64"))]
 fn avx2_present() -> bool {
     false
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512_present(bf16: bool) -> bool {
+    use super::avx512::{Avx512, Avx512Bf16};
+    avx2_present()
+        && if bf16 {
+            Avx512Bf16::new().is_some()
+        } else {
+            Avx512::new().is_some()
+        }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn amx_present() -> bool {
+    super::amx::Amx::new().is_some()
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn amx_present() -> bool {
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+fn bf16_dot_outruns_f32() -> bool {
+    super::avx512::Avx512Bf16::new().is_some_and(|t| t.outruns_f32())
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn bf16_dot_outruns_f32() -> bool {
+    false
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx512_present(_bf16: bool) -> bool {
+    false
+}
+
+/// How a product on bf16 weights computes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// `Bf16` for bf16 checkpoints on CPUs with native bf16 dot products, else `F32`.
+    #[default]
+    Auto,
+    /// f32 activations and accumulation over the stored weights (transformers' float32).
+    F32,
+    /// Activations rounded to bf16 (nearest even) before products with bf16 weights, f32
+    /// accumulation (transformers' bfloat16 linears). Norms, softmax, attention and residuals
+    /// stay f32; f16 and f32 weights compute as in `F32`.
+    Bf16,
+}
+
+impl Precision {
+    /// A short name: `auto`, `f32`, `bf16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Auto => "auto",
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// Parses a name given by [`Precision::name`].
+    pub fn from_name(s: &str) -> Option<Precision> {
+        [Precision::Auto, Precision::F32, Precision::Bf16]
+            .into_iter()
+            .find(|p| p.name() == s)
+    }
+
+    /// The mode `Auto` stands for with this variant and weight type.
+    pub fn resolve(self, isa: Isa, weights_bf16: bool) -> Precision {
+        match self {
+            Precision::Auto if isa.has_bf16_dot() && weights_bf16 => Precision::Bf16,
+            Precision::Auto => Precision::F32,
+            p => p,
+        }
+    }
 }
 
 /// A line describing this build and machine (for `--debug` and `smolvlm_system_info`). Never

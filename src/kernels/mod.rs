@@ -1,27 +1,39 @@
 //! The operations the models call (linear, attention, norms, activations), on f32 activations.
-//! Matrix products go to BLAS one thread per call, split across the session's pool; bf16/f16
-//! matrix-vector products use the SIMD variant the model chose ([`Isa`]).
+//! Products with bf16 weights run on the variant the model chose ([`Isa`]): AVX-512 packs
+//! weight panels per call for its GEMM microkernels; the other variants widen weight blocks
+//! for BLAS (one thread per call, split across the session's pool). Products with one to four
+//! activation rows read each weight row once, in place.
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
 mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod blas;
 mod dispatch;
+#[cfg(target_arch = "x86_64")]
+mod gemm;
 mod reference;
 mod scratch;
 
 use crate::weights::{Tensor, View};
+use half::bf16;
 use rayon::prelude::*;
 
 pub(crate) use attention::{attention, AttnShape};
 pub(crate) use blas::sgemm;
-pub use dispatch::{system_info, Isa};
+pub use dispatch::{system_info, Isa, Precision};
 pub(crate) use scratch::Scratch;
 
-/// What a kernel call needs besides its operands: the variant to run and the session's scratch.
+/// What a kernel call needs besides its operands: the variant to run, the numeric mode
+/// (`bf16`: activations rounded to bf16 before products with bf16 weights) and the session's
+/// scratch.
 #[derive(Clone, Copy)]
 pub(crate) struct Exec<'a> {
     pub isa: Isa,
+    pub bf16: bool,
     pub scratch: &'a Scratch,
 }
 
@@ -37,7 +49,7 @@ enum Dot {
 impl Dot {
     fn for_isa(isa: Isa) -> Dot {
         #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Avx2 {
+        if isa != Isa::Portable {
             if let Some(t) = avx2::Avx2::new() {
                 return Dot::Avx2(t);
             }
@@ -61,8 +73,77 @@ impl Dot {
     }
 }
 
-/// Rows at or below this count use the matrix-vector path for bf16/f16 weights; above it the
-/// weight is widened block by block and handed to sgemm.
+/// The AVX-512 token when the variant is an AVX-512 one (and the CPU has it).
+#[cfg(target_arch = "x86_64")]
+fn avx512_for(isa: Isa) -> Option<avx512::Avx512> {
+    matches!(isa, Isa::Avx512 | Isa::Avx512Bf16 | Isa::Amx)
+        .then(avx512::Avx512::new)
+        .flatten()
+}
+
+/// The native bf16 token when the variant has one (and the CPU too).
+#[cfg(target_arch = "x86_64")]
+fn native_bf16_for(isa: Isa) -> Option<avx512::Avx512Bf16> {
+    isa.has_bf16_dot().then(avx512::Avx512Bf16::new).flatten()
+}
+
+/// The AMX token when the variant is the AMX one (and the CPU and OS have it).
+#[cfg(target_arch = "x86_64")]
+fn amx_for(isa: Isa) -> Option<amx::Amx> {
+    (isa == Isa::Amx).then(amx::Amx::new).flatten()
+}
+
+/// How a group of up to four weight rows is dotted with one to four activation rows.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    Dot(Dot),
+    #[cfg(target_arch = "x86_64")]
+    Avx512(avx512::Avx512),
+    /// Native bf16 products with the activations already rounded.
+    #[cfg(target_arch = "x86_64")]
+    Native(avx512::Avx512Bf16, &'a [bf16]),
+    #[cfg(not(target_arch = "x86_64"))]
+    _Never(std::marker::PhantomData<&'a ()>),
+}
+
+macro_rules! by_rows {
+    ($m:expr, $f:ident, $t:expr, $($a:expr),*) => {
+        match $m {
+            1 => $t.$f::<1>($($a),*),
+            2 => $t.$f::<2>($($a),*),
+            3 => $t.$f::<3>($($a),*),
+            _ => $t.$f::<4>($($a),*),
+        }
+    };
+}
+
+impl Rows<'_> {
+    /// out[j·m + i] = x_i · w_j, w holding out.len() / m rows of k.
+    fn group(self, x: &[f32], m: usize, k: usize, w: View<'_>, out: &mut [f32]) {
+        match (self, w) {
+            #[cfg(target_arch = "x86_64")]
+            (Rows::Avx512(t), View::BF16(wb)) => by_rows!(m, dots_bf16, t, x, k, wb, out),
+            #[cfg(target_arch = "x86_64")]
+            (Rows::Avx512(t), View::F16(wh)) => by_rows!(m, dots_f16, t, x, k, wh, out),
+            #[cfg(target_arch = "x86_64")]
+            (Rows::Native(t, xb), View::BF16(wb)) => by_rows!(m, dots, t, xb, k, wb, out),
+            _ => {
+                let dot = match self {
+                    Rows::Dot(d) => d,
+                    #[allow(unreachable_patterns)]
+                    _ => Dot::Portable,
+                };
+                for (j, oj) in out.chunks_mut(m).enumerate() {
+                    for (i, o) in oj.iter_mut().enumerate() {
+                        *o = dot.dot(&x[i * k..(i + 1) * k], w.slice(j * k, k));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Rows at or below this count use the matrix-vector path; above it a GEMM.
 const MATVEC_MAX_ROWS: usize = 4;
 /// Output features per matrix-vector task.
 const MATVEC_CHUNK: usize = 16;
@@ -82,62 +163,9 @@ pub(crate) fn linear(
     let k = w.numel() / n.max(1);
     assert_eq!(x.len(), m * k, "linear {}: input size", w.name);
     assert_eq!(out.len(), m * n, "linear {}: output size", w.name);
-    let view = w.view();
-    let dot = Dot::for_isa(ex.isa);
-    match view {
-        View::F16(_) | View::BF16(_) if m == 1 => {
-            out.par_chunks_mut(MATVEC_CHUNK)
-                .enumerate()
-                .for_each(|(ci, oc)| {
-                    for (jj, o) in oc.iter_mut().enumerate() {
-                        let j = ci * MATVEC_CHUNK + jj;
-                        *o = dot.dot(x, view.slice(j * k, k));
-                    }
-                });
-        }
-        View::F16(_) | View::BF16(_) if m <= MATVEC_MAX_ROWS => {
-            // Each task reads its weight rows once for all m rows, into [n, m] order.
-            let mut t = vec![0.0f32; n * m];
-            t.par_chunks_mut(MATVEC_CHUNK * m)
-                .enumerate()
-                .for_each(|(ci, tc)| {
-                    for (jj, tj) in tc.chunks_mut(m).enumerate() {
-                        let wr = view.slice((ci * MATVEC_CHUNK + jj) * k, k);
-                        for (i, o) in tj.iter_mut().enumerate() {
-                            *o = dot.dot(&x[i * k..(i + 1) * k], wr);
-                        }
-                    }
-                });
-            for i in 0..m {
-                for j in 0..n {
-                    out[i * n + j] = t[j * m + i];
-                }
-            }
-        }
-        _ => {
-            // Column blocks of the output, one task each: a block's weight rows are widened
-            // into the worker's scratch (no f32 copy of the whole matrix) and multiplied there.
-            let threads = rayon::current_num_threads().max(1);
-            let by_threads = n.div_ceil(threads * 2).next_multiple_of(16);
-            let by_memory = (WIDE_BLOCK_FLOATS / k.max(1)).max(16);
-            let block = by_threads.min(by_memory).clamp(1, n.max(1));
-            let blocks = blas::ColumnBlocks::new(out, m, n, n);
-            (0..n.div_ceil(block)).into_par_iter().for_each(|bi| {
-                let (j0, nb) = (bi * block, block.min(n - bi * block));
-                match view {
-                    // SAFETY: block bi writes only its own columns j0..j0+nb.
-                    View::F32(wf) => unsafe {
-                        blocks.sgemm(false, true, j0, nb, k, x, k, &wf[j0 * k..], k)
-                    },
-                    _ => ex.scratch.with(|slot| {
-                        let wide = scratch::take(&mut slot.a, nb * k);
-                        view.to_f32(j0 * k, wide);
-                        // SAFETY: block bi writes only its own columns j0..j0+nb.
-                        unsafe { blocks.sgemm(false, true, j0, nb, k, x, k, wide, k) }
-                    }),
-                }
-            });
-        }
+    match w.view() {
+        View::BF16(wb) if ex.bf16 => linear_bf16(ex, x, m, k, wb, n, out),
+        view => linear_f32(ex, x, m, k, view, n, out),
     }
     if let Some(b) = bias {
         out.par_chunks_mut(n).for_each(|row| {
@@ -146,6 +174,103 @@ pub(crate) fn linear(
             }
         });
     }
+}
+
+/// The bf16 mode: native products where the variant has them, else the f32 path on activations
+/// rounded to bf16 (the same products, exact in f32).
+fn linear_bf16(ex: Exec, x: &[f32], m: usize, k: usize, w: &[bf16], n: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(t) = native_bf16_for(ex.isa) {
+        if let (true, Some(a)) = (m > MATVEC_MAX_ROWS, amx_for(ex.isa)) {
+            amx::gemm_bf16(a, ex.scratch, x, m, k, w, n, out);
+        } else if m > MATVEC_MAX_ROWS {
+            gemm::gemm_bf16(gemm::Micro::Bf16(t), ex.scratch, x, m, k, w, n, out);
+        } else {
+            ex.scratch.with_staging(|buf| {
+                let xb = &mut bytemuck::cast_slice_mut::<u32, bf16>(scratch::take_u32(
+                    buf,
+                    (m * k).div_ceil(2),
+                ))[..m * k];
+                for (d, s) in xb.iter_mut().zip(x) {
+                    *d = bf16::from_f32(*s);
+                }
+                matvec(Rows::Native(t, xb), x, m, k, View::BF16(w), n, out);
+            });
+        }
+        return;
+    }
+    ex.scratch.with_staging(|buf| {
+        let xr = bytemuck::cast_slice_mut::<u32, f32>(scratch::take_u32(buf, m * k));
+        for (d, s) in xr.iter_mut().zip(x) {
+            *d = bf16::from_f32(*s).to_f32();
+        }
+        linear_f32(ex, xr, m, k, View::BF16(w), n, out);
+    });
+}
+
+/// The f32 mode: f32 activations and accumulation over weights widened exactly.
+fn linear_f32(ex: Exec, x: &[f32], m: usize, k: usize, view: View, n: usize, out: &mut [f32]) {
+    if m <= MATVEC_MAX_ROWS && !matches!(view, View::F32(_)) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(t) = avx512_for(ex.isa) {
+            return matvec(Rows::Avx512(t), x, m, k, view, n, out);
+        }
+        return matvec(Rows::Dot(Dot::for_isa(ex.isa)), x, m, k, view, n, out);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let (View::BF16(wb), Some(t)) = (view, avx512_for(ex.isa)) {
+        return gemm::gemm_bf16(gemm::Micro::F32(t), ex.scratch, x, m, k, wb, n, out);
+    }
+    blocked_sgemm(ex, x, m, k, view, n, out);
+}
+
+/// One to four activation rows: each task reads its weight rows once, for all rows.
+fn matvec(rows: Rows, x: &[f32], m: usize, k: usize, view: View, n: usize, out: &mut [f32]) {
+    let fill = |t: &mut [f32]| {
+        t.par_chunks_mut(MATVEC_CHUNK * m)
+            .enumerate()
+            .for_each(|(ci, tc)| {
+                for (g, tg) in tc.chunks_mut(4 * m).enumerate() {
+                    let j = ci * MATVEC_CHUNK + g * 4;
+                    rows.group(x, m, k, view.slice(j * k, tg.len() / m * k), tg);
+                }
+            })
+    };
+    if m == 1 {
+        return fill(out);
+    }
+    let mut t = vec![0.0f32; n * m];
+    fill(&mut t);
+    for i in 0..m {
+        for j in 0..n {
+            out[i * n + j] = t[j * m + i];
+        }
+    }
+}
+
+/// Column blocks of the output, one task each: a block's weight rows are widened into the
+/// worker's scratch (no f32 copy of the whole matrix) and multiplied there by BLAS.
+fn blocked_sgemm(ex: Exec, x: &[f32], m: usize, k: usize, view: View, n: usize, out: &mut [f32]) {
+    let threads = rayon::current_num_threads().max(1);
+    let by_threads = n.div_ceil(threads * 2).next_multiple_of(16);
+    let by_memory = (WIDE_BLOCK_FLOATS / k.max(1)).max(16);
+    let block = by_threads.min(by_memory).clamp(1, n.max(1));
+    let blocks = blas::ColumnBlocks::new(out, m, n, n);
+    (0..n.div_ceil(block)).into_par_iter().for_each(|bi| {
+        let (j0, nb) = (bi * block, block.min(n - bi * block));
+        match view {
+            // SAFETY: block bi writes only its own columns j0..j0+nb.
+            View::F32(wf) => unsafe {
+                blocks.sgemm(false, true, j0, nb, k, x, k, &wf[j0 * k..], k)
+            },
+            _ => ex.scratch.with(|slot| {
+                let wide = scratch::take(&mut slot.a, nb * k);
+                view.to_f32(j0 * k, wide);
+                // SAFETY: block bi writes only its own columns j0..j0+nb.
+                unsafe { blocks.sgemm(false, true, j0, nb, k, x, k, wide, k) }
+            }),
+        }
+    });
 }
 
 /// Row-wise LayerNorm with affine weight and bias (torch `nn.LayerNorm`).

@@ -3,17 +3,21 @@
 
 use std::sync::Mutex;
 
-/// Two grow-only buffers a kernel may use while it runs on one worker thread.
+/// Grow-only buffers a kernel may use while it runs on one worker thread.
 #[derive(Default)]
 pub(crate) struct Slot {
     pub a: Vec<f32>,
     pub b: Vec<f32>,
+    /// A packed weight panel.
+    pub packed: Vec<u32>,
 }
 
-/// The slots of one session.
+/// The slots of one session, and two buffers the thread that calls a kernel holds for the
+/// whole call while its workers read them (packed or rounded activations).
 #[derive(Default)]
 pub(crate) struct Scratch {
     slots: Vec<Mutex<Slot>>,
+    shared: [Mutex<Vec<u32>>; 2],
 }
 
 impl Scratch {
@@ -21,6 +25,7 @@ impl Scratch {
     pub(crate) fn new(threads: usize) -> Scratch {
         Scratch {
             slots: (0..threads.max(1)).map(|_| Mutex::default()).collect(),
+            shared: Default::default(),
         }
     }
 
@@ -39,15 +44,38 @@ impl Scratch {
         f(&mut Slot::default())
     }
 
-    /// Bytes held by all slots.
+    /// Runs `f` with the first shared buffer (a fresh one if it is taken).
+    pub(crate) fn with_shared<R>(&self, f: impl FnOnce(&mut Vec<u32>) -> R) -> R {
+        Self::hold(&self.shared[0], f)
+    }
+
+    /// Runs `f` with the second shared buffer (a fresh one if it is taken).
+    pub(crate) fn with_staging<R>(&self, f: impl FnOnce(&mut Vec<u32>) -> R) -> R {
+        Self::hold(&self.shared[1], f)
+    }
+
+    fn hold<R>(m: &Mutex<Vec<u32>>, f: impl FnOnce(&mut Vec<u32>) -> R) -> R {
+        match m.try_lock() {
+            Ok(mut g) => f(&mut g),
+            Err(std::sync::TryLockError::Poisoned(p)) => f(&mut p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => f(&mut Vec::new()),
+        }
+    }
+
+    /// Bytes held by all slots and shared buffers.
     pub(crate) fn bytes(&self) -> usize {
         self.slots
             .iter()
             .map(|m| {
                 let g = m.lock().unwrap_or_else(|p| p.into_inner());
-                (g.a.capacity() + g.b.capacity()) * 4
+                (g.a.capacity() + g.b.capacity() + g.packed.capacity()) * 4
             })
-            .sum()
+            .sum::<usize>()
+            + self
+                .shared
+                .iter()
+                .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()).capacity() * 4)
+                .sum::<usize>()
     }
 }
 
@@ -55,6 +83,14 @@ impl Scratch {
 pub(crate) fn take(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
     if v.len() < n {
         v.resize(n, 0.0);
+    }
+    &mut v[..n]
+}
+
+/// The first `n` elements of `v`, growing it (never shrinking) as needed.
+pub(crate) fn take_u32(v: &mut Vec<u32>, n: usize) -> &mut [u32] {
+    if v.len() < n {
+        v.resize(n, 0);
     }
     &mut v[..n]
 }

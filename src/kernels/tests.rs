@@ -19,6 +19,16 @@ fn variants() -> Vec<Isa> {
     eprintln!("kernel variants run on this CPU: {}", names.join(", "));
     assert!(v.contains(&Isa::Portable));
     #[cfg(target_arch = "x86_64")]
+    for isa in [Isa::Avx512, Isa::Avx512Bf16] {
+        if v.contains(&isa) {
+            assert!(avx512_for(isa).is_some(), "{isa:?} not dispatched");
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if v.contains(&Isa::Avx512Bf16) {
+        assert!(native_bf16_for(Isa::Avx512Bf16).is_some());
+    }
+    #[cfg(target_arch = "x86_64")]
     if v.contains(&Isa::Avx2) {
         assert!(
             matches!(Dot::for_isa(Isa::Avx2), Dot::Avx2(_)),
@@ -89,6 +99,7 @@ fn every_variant_linear_matches_f64() {
                 let mut out = vec![0.0f32; m * n];
                 let ex = Exec {
                     isa,
+                    bf16: false,
                     scratch: &scratch,
                 };
                 linear(ex, &x, m, &tensor, Some(&bias), &mut out);
@@ -108,6 +119,85 @@ fn every_variant_linear_matches_f64() {
                 }
             }
         }
+    }
+}
+
+/// Shapes around every blocking boundary of the GEMM (MR = 12 rows, NR = 32 columns, k in
+/// pairs) and of the matrix-vector path (≤ 4 rows, groups of 4 weight rows, 16/32 lanes).
+const SHAPES: [(usize, usize, usize); 9] = [
+    (1, 33, 31),
+    (2, 5, 64),
+    (4, 9, 17),
+    (5, 32, 2),
+    (11, 31, 33),
+    (12, 64, 96),
+    (13, 33, 1),
+    (25, 70, 45),
+    (40, 100, 577),
+];
+
+/// x·wᵀ in f64 over the given activations.
+fn exact(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
+    let mut out = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            out[i * n + j] = (0..k)
+                .map(|t| x[i * k + t] as f64 * w[j * k + t] as f64)
+                .sum();
+        }
+    }
+    out
+}
+
+/// Runs `linear` for one variant and mode.
+fn run_linear(isa: Isa, bf16: bool, x: &[f32], m: usize, w: &Tensor) -> Vec<f32> {
+    let scratch = Scratch::new(rayon::current_num_threads());
+    let mut out = vec![0.0f32; m * w.shape[0]];
+    let ex = Exec {
+        isa,
+        bf16,
+        scratch: &scratch,
+    };
+    linear(ex, x, m, w, None, &mut out);
+    out
+}
+
+#[test]
+fn every_variant_and_mode_of_bf16_linear_matches_f64() {
+    for (m, n, k) in SHAPES {
+        let x = wave(m * k, 0.23, 0.7);
+        let wv: Vec<bf16> = wave(n * k, 0.071, 0.3)
+            .into_iter()
+            .map(bf16::from_f32)
+            .collect();
+        let wf: Vec<f32> = wv.iter().map(|v| v.to_f32()).collect();
+        let w = Tensor::owned_bf16("w", vec![n, k], wv);
+        let xr: Vec<f32> = x.iter().map(|&v| bf16::from_f32(v).to_f32()).collect();
+        let (want_f32, want_bf16) = (exact(&x, &wf, m, n, k), exact(&xr, &wf, m, n, k));
+        // f32 sums of k products of magnitude ≤ 1: the error stays below k·2⁻²³ (a generous
+        // bound: the measured worst case is far smaller, and any wrong index is ≥ 1e-2 off).
+        let tol = k as f64 * 1.2e-7 + 1e-6;
+        for isa in variants() {
+            for (bf16, want) in [(false, &want_f32), (true, &want_bf16)] {
+                let got = run_linear(isa, bf16, &x, m, &w);
+                for (idx, (g, e)) in got.iter().zip(want.iter()).enumerate() {
+                    assert!(
+                        (*g as f64 - e).abs() < tol,
+                        "{isa:?} bf16={bf16} m={m} n={n} k={k} at {idx}: {g} vs {e}"
+                    );
+                }
+            }
+        }
+        // The bf16 mode differs from the f32 one (the test would see a mode that is ignored).
+        let d: f64 = want_f32
+            .iter()
+            .zip(&want_bf16)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            d > 10.0 * tol,
+            "m={m} n={n} k={k}: modes too close to tell apart ({d})"
+        );
     }
 }
 
@@ -162,6 +252,99 @@ fn attention_matches_a_direct_sum() {
                     .sum();
                 let got = out[i * nh * d + h * d + c] as f64;
                 assert!((got - want).abs() < 1e-5, "[{i},{h},{c}] {got} vs {want}");
+            }
+        }
+    }
+}
+
+/// Development aid, not a claim (figures come from scripts/bench.sh): prints GFLOP/s of
+/// one-thread products per variant and mode. Built only with the `rate` feature:
+/// `SMOLVLM_RATE_ISA=amx cargo test --release --features rate --lib gemm_rate -- --nocapture`.
+#[cfg(feature = "rate")]
+#[test]
+fn gemm_rate() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        for (m, n, k) in [
+            (100usize, 1536usize, 576usize),
+            (1024, 768, 768),
+            (1, 1536, 576),
+        ] {
+            let x = wave(m * k, 0.23, 0.7);
+            let w = Tensor::owned_bf16(
+                "w",
+                vec![n, k],
+                wave(n * k, 0.071, 0.3)
+                    .into_iter()
+                    .map(bf16::from_f32)
+                    .collect(),
+            );
+            let scratch = Scratch::new(1);
+            let mut out = vec![0.0f32; m * n];
+            let only = std::env::var("SMOLVLM_RATE_ISA").ok();
+            for isa in Isa::supported() {
+                if only.as_deref().is_some_and(|o| o != isa.name()) {
+                    continue;
+                }
+                for bf16 in [false, true] {
+                    if only.is_some() && !bf16 {
+                        continue;
+                    }
+                    let ex = Exec {
+                        isa,
+                        bf16,
+                        scratch: &scratch,
+                    };
+                    linear(ex, &x, m, &w, None, &mut out);
+                    let flop: f64 = std::env::var("SMOLVLM_RATE_FLOP")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(2e9);
+                    let reps = (flop / (2.0 * (m * n * k) as f64)).ceil() as usize;
+                    let t = std::time::Instant::now();
+                    for _ in 0..reps {
+                        linear(ex, &x, m, &w, None, &mut out);
+                    }
+                    let s = t.elapsed().as_secs_f64() / reps as f64;
+                    eprintln!(
+                        "{m}x{n}x{k} {:>10} bf16={bf16}: {:.1} GFLOP/s",
+                        isa.name(),
+                        2.0 * (m * n * k) as f64 / s / 1e9
+                    );
+                }
+            }
+        }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_tile_transpose_matches_the_scalar_one() {
+    let Some(t) = avx512::Avx512::new() else {
+        eprintln!("no AVX-512 here: the transpose is not run");
+        return;
+    };
+    let tile: [f32; 256] = std::array::from_fn(|i| i as f32);
+    for (rows, cols) in [(16usize, 16usize), (5, 16), (16, 3), (1, 1), (7, 9)] {
+        let ld = 19;
+        let mut dst = vec![-1.0f32; 16 * ld];
+        // SAFETY: dst holds 16 rows of ld ≥ 16 floats.
+        unsafe { t.put_transposed(&tile, dst.as_mut_ptr(), ld, rows, cols) };
+        for c in 0..16 {
+            for r in 0..ld {
+                let want = if c < cols && r < rows {
+                    tile[r * 16 + c]
+                } else {
+                    -1.0
+                };
+                assert_eq!(
+                    dst[c * ld + r],
+                    want,
+                    "rows={rows} cols={cols} at ({c},{r})"
+                );
             }
         }
     }

@@ -159,7 +159,7 @@ impl WeightStore {
             _ => 2,
         };
         let bytes = &map[e.start..e.start + e.len];
-        let data = if (bytes.as_ptr() as usize) % align == 0 {
+        let data = if (bytes.as_ptr() as usize).is_multiple_of(align) {
             Data::Mapped {
                 map: map.clone(),
                 start: e.start,

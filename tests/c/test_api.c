@@ -253,6 +253,23 @@ int main(int argc, char **argv) {
     CHECK(smolvlm_ctx_generate(ctx, "hi", NULL, NULL, 0, &bad, NULL) == SMOLVLM_STATUS_INVALID_ARG, "size 0");
     CHECK(smolvlm_ctx_generate(ctx, "\xff\xfe", NULL, NULL, 0, NULL, NULL) == SMOLVLM_STATUS_INVALID_ARG, "invalid UTF-8");
     CHECK(smolvlm_ctx_generate(ctx, "   ", NULL, NULL, 0, NULL, NULL) == SMOLVLM_STATUS_INVALID_ARG, "empty prompt");
+    bad.size = sizeof bad;
+    bad.precision = 7;
+    CHECK(smolvlm_ctx_generate(ctx, "hi", NULL, NULL, 0, &bad, NULL) == SMOLVLM_STATUS_INVALID_ARG, "unknown precision");
+    /* Each explicit mode runs as asked and says so in the stats. */
+    for (int mode = SMOLVLM_PRECISION_F32; mode <= SMOLVLM_PRECISION_BF16; mode++) {
+        smolvlm_generate_params pp;
+        smolvlm_generate_params_default(&pp);
+        CHECK(pp.precision == SMOLVLM_PRECISION_AUTO, "default precision");
+        pp.precision = mode;
+        pp.max_tokens = 2;
+        char *t = NULL;
+        CHECK(smolvlm_ctx_generate(ctx, "hi", NULL, NULL, 0, &pp, &t) == SMOLVLM_STATUS_OK && t, "precision %d", mode);
+        smolvlm_string_free(t);
+        smolvlm_stats ps;
+        CHECK(get_stats(ctx, &ps) == SMOLVLM_STATUS_OK && ps.precision == mode, "stats precision %d vs %d",
+              ps.precision, mode);
+    }
 
     /* Text-only. */
     char *serial = generate(ctx, "Tell me a story.", NULL, 12);

@@ -3,7 +3,7 @@
 
 use safetensors::tensor::TensorView;
 use serde_json::Value;
-use smolvlm::{Message, Request, RgbImage, Split};
+use smolvlm::{Message, Precision, Request, RgbImage, Split};
 use std::path::{Path, PathBuf};
 
 pub fn root() -> PathBuf {
@@ -49,6 +49,8 @@ pub fn request_for(case: &Value, max_tokens: usize) -> Request {
         None => Split::ModelDefault,
     };
     r.max_tokens = max_tokens;
+    // The goldens are transformers in float32: exactness is tested in the f32 mode.
+    r.precision = Precision::F32;
     r
 }
 

@@ -125,6 +125,18 @@ def binding_struct(cls):
 
 
 @test
+def precision_runs_as_asked_and_is_reported():
+    for mode in ("f32", "bf16"):
+        ctx.generate("Tell me a story.", max_tokens=2, precision=mode)
+        assert ctx.stats()["precision"] == mode, (mode, ctx.stats())
+    try:
+        ctx.generate("hi", max_tokens=1, precision="fp8")
+        raise AssertionError("fp8 accepted")
+    except ValueError:
+        pass
+
+
+@test
 def structs_match_the_header_and_the_library():
     # Field names, offsets and sizes of the ctypes Structures = those of the header's structs.
     for cls, name in ((smolvlm._ModelParams, "smolvlm_model_params"), (smolvlm._GenerateParams, "smolvlm_generate_params"),
@@ -136,7 +148,7 @@ def structs_match_the_header_and_the_library():
             (smolvlm._ModelParams, smolvlm._model_params_default, {}),
             (smolvlm._GenerateParams, smolvlm._generate_params_default,
              {"n_threads": 0, "max_tokens": 256, "temperature": 0.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0,
-              "seed": 0, "split": 0})):
+              "seed": 0, "split": 0, "precision": 0})):
         buf = ctypes.create_string_buffer(b"\xab" * 4096, 4096)
         fill_default(ctypes.cast(buf, ctypes.POINTER(cls)))
         lib_size = ctypes.c_size_t.from_buffer(buf).value
@@ -159,7 +171,9 @@ def structs_match_the_header_and_the_library():
     lib_size = next(i for i in range(4096 + 1) if all(a != b for a, b in zip(bufs[0][i:], bufs[1][i:])))
     assert lib_size == ctypes.sizeof(smolvlm._Stats), (lib_size, ctypes.sizeof(smolvlm._Stats))
     got = smolvlm._Stats.from_buffer_copy(bufs[0][:ctypes.sizeof(smolvlm._Stats)])
-    assert {f: getattr(got, f) for f, _ in smolvlm._Stats._fields_ if f != "size"} == ctx.stats(), "fields differ"
+    named = ctx.stats()
+    named["precision"] = smolvlm.PRECISION[named["precision"]]  # stats() names the mode
+    assert {f: getattr(got, f) for f, _ in smolvlm._Stats._fields_ if f != "size"} == named, "fields differ"
     assert got.decode_tokens == 4 and got.tiles == 0, (got.decode_tokens, got.tiles)
 
 
