@@ -337,6 +337,7 @@ impl TextModel {
             cache.v[l][pos0 * kvd..(pos0 + rows) * kvd].copy_from_slice(v);
             let kv_len = (pos0 + rows) * kvd;
             kernels::attention(
+                ex.isa,
                 ex.scratch,
                 q,
                 qd,
@@ -353,7 +354,7 @@ impl TextModel {
             kernels::rms_norm(x, h, &layer.post_norm, c.rms_norm_eps, hbuf);
             layer.gate.run(ex, hbuf, rows, g);
             layer.up.run(ex, hbuf, rows, u);
-            kernels::silu_mul(g, u);
+            kernels::silu_mul(ex.isa, g, u);
             layer.down.run(ex, g, rows, hbuf);
             kernels::add_in_place(x, hbuf);
         }

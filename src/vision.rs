@@ -163,6 +163,7 @@ impl VisionModel {
             for t in 0..n {
                 let r = t * np * d..(t + 1) * np * d;
                 kernels::attention(
+                    ex.isa,
                     ex.scratch,
                     &q[r.clone()],
                     d,
@@ -179,7 +180,7 @@ impl VisionModel {
             kernels::add_in_place(&mut x, &h);
             kernels::layer_norm(&x, d, &layer.ln2.0, &layer.ln2.1, c.layer_norm_eps, &mut h);
             kernels::linear(ex, &h, rows, &layer.fc1.0, Some(&layer.fc1.1), &mut f);
-            kernels::gelu_tanh(&mut f);
+            kernels::gelu_tanh(ex.isa, &mut f);
             kernels::linear(ex, &f, rows, &layer.fc2.0, Some(&layer.fc2.1), &mut h);
             kernels::add_in_place(&mut x, &h);
         }

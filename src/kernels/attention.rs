@@ -3,7 +3,7 @@
 
 use super::blas::ColumnBlocks;
 use super::scratch::{take, Scratch};
-use super::{sgemm, softmax};
+use super::{sgemm, Isa, Simd};
 use rayon::prelude::*;
 
 /// Sizes of one attention call.
@@ -22,6 +22,7 @@ pub(crate) struct AttnShape {
 /// (transformers' `repeat_kv`). `ld*` are row strides in elements.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(
+    isa: Isa,
     scratch: &Scratch,
     q: &[f32],
     ldq: usize,
@@ -36,6 +37,7 @@ pub(crate) fn attention(
     let d = s.head_dim;
     let group = s.n_heads / s.n_kv_heads;
     let scale = (d as f32).powf(-0.5);
+    let simd = Simd::for_isa(isa);
     let blocks = ColumnBlocks::new(out, s.t_q, s.n_heads * d, ldo);
     (0..s.n_heads).into_par_iter().for_each(|h| {
         let g = h / group;
@@ -59,10 +61,7 @@ pub(crate) fn attention(
                     Some(p) => (p + i + 1).min(s.t_kv),
                     None => s.t_kv,
                 };
-                for x in row[..visible].iter_mut() {
-                    *x *= scale;
-                }
-                softmax(&mut row[..visible]);
+                simd.softmax_scaled(&mut row[..visible], scale);
                 for x in row[visible..].iter_mut() {
                     *x = 0.0;
                 }

@@ -107,3 +107,34 @@ unsafe fn dot_f16_avx2(x: &[f32], w: &[f16]) -> f32 {
     }
     s
 }
+
+/// Elementwise functions compiled with AVX2 (the bodies are in `math.rs`).
+impl Avx2 {
+    pub(crate) fn gelu(self, x: &mut [f32]) {
+        // SAFETY: the token proves the features these functions are compiled for.
+        unsafe { gelu_256(x) }
+    }
+    pub(crate) fn silu_mul(self, gate: &mut [f32], up: &[f32]) {
+        // SAFETY: as above.
+        unsafe { silu_mul_256(gate, up) }
+    }
+    pub(crate) fn softmax_scaled(self, row: &mut [f32], scale: f32) {
+        // SAFETY: as above.
+        unsafe { softmax_256(row, scale) }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn gelu_256(x: &mut [f32]) {
+    super::math::gelu_slice(x)
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn silu_mul_256(gate: &mut [f32], up: &[f32]) {
+    super::math::silu_mul_slice(gate, up)
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn softmax_256(row: &mut [f32], scale: f32) {
+    super::math::softmax_scaled(row, scale)
+}

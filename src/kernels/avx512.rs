@@ -439,3 +439,34 @@ unsafe fn put_transposed(t: &[f32; 256], dst: *mut f32, ld: usize, rows: usize, 
         unsafe { _mm512_mask_storeu_ps(dst.add(c * ld), m, *col) };
     }
 }
+
+/// Elementwise functions compiled with AVX-512 (the bodies are in `math.rs`).
+impl Avx512 {
+    pub(crate) fn gelu(self, x: &mut [f32]) {
+        // SAFETY: the token proves the features these functions are compiled for.
+        unsafe { gelu_512(x) }
+    }
+    pub(crate) fn silu_mul(self, gate: &mut [f32], up: &[f32]) {
+        // SAFETY: as above.
+        unsafe { silu_mul_512(gate, up) }
+    }
+    pub(crate) fn softmax_scaled(self, row: &mut [f32], scale: f32) {
+        // SAFETY: as above.
+        unsafe { softmax_512(row, scale) }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+fn gelu_512(x: &mut [f32]) {
+    super::math::gelu_slice(x)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+fn silu_mul_512(gate: &mut [f32], up: &[f32]) {
+    super::math::silu_mul_slice(gate, up)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+fn softmax_512(row: &mut [f32], scale: f32) {
+    super::math::softmax_scaled(row, scale)
+}

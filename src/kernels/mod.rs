@@ -15,6 +15,7 @@ mod blas;
 mod dispatch;
 #[cfg(target_arch = "x86_64")]
 mod gemm;
+mod math;
 mod reference;
 mod scratch;
 
@@ -301,40 +302,75 @@ pub(crate) fn rms_norm(x: &[f32], dim: usize, w: &[f32], eps: f32, out: &mut [f3
         });
 }
 
-/// `gelu_pytorch_tanh`: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
-pub(crate) fn gelu_tanh(x: &mut [f32]) {
-    const C: f32 = 0.797_884_6;
-    x.par_chunks_mut(4096).for_each(|c| {
-        for v in c {
-            let u = *v;
-            *v = 0.5 * u * (1.0 + (C * (u + 0.044715 * u * u * u)).tanh());
+/// The elementwise variant of an [`Isa`]: the same `math.rs` bodies, compiled per ISA.
+#[derive(Clone, Copy)]
+pub(crate) enum Simd {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2(avx2::Avx2),
+    #[cfg(target_arch = "x86_64")]
+    Avx512(avx512::Avx512),
+}
+
+impl Simd {
+    pub(crate) fn for_isa(isa: Isa) -> Simd {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(t) = avx512_for(isa) {
+                return Simd::Avx512(t);
+            }
+            if let (false, Some(t)) = (isa == Isa::Portable, avx2::Avx2::new()) {
+                return Simd::Avx2(t);
+            }
         }
-    });
+        let _ = isa;
+        Simd::Portable
+    }
+
+    fn gelu(self, x: &mut [f32]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512(t) => t.gelu(x),
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2(t) => t.gelu(x),
+            Simd::Portable => math::gelu_slice(x),
+        }
+    }
+
+    fn silu_mul(self, gate: &mut [f32], up: &[f32]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512(t) => t.silu_mul(gate, up),
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2(t) => t.silu_mul(gate, up),
+            Simd::Portable => math::silu_mul_slice(gate, up),
+        }
+    }
+
+    /// In-place softmax of `row` scaled by `scale`.
+    pub(crate) fn softmax_scaled(self, row: &mut [f32], scale: f32) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512(t) => t.softmax_scaled(row, scale),
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2(t) => t.softmax_scaled(row, scale),
+            Simd::Portable => math::softmax_scaled(row, scale),
+        }
+    }
+}
+
+/// `gelu_pytorch_tanh`: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+pub(crate) fn gelu_tanh(isa: Isa, x: &mut [f32]) {
+    let simd = Simd::for_isa(isa);
+    x.par_chunks_mut(4096).for_each(|c| simd.gelu(c));
 }
 
 /// gate ← silu(gate) · up, the SwiGLU of LlamaMLP.
-pub(crate) fn silu_mul(gate: &mut [f32], up: &[f32]) {
+pub(crate) fn silu_mul(isa: Isa, gate: &mut [f32], up: &[f32]) {
+    let simd = Simd::for_isa(isa);
     gate.par_chunks_mut(4096)
         .zip(up.par_chunks(4096))
-        .for_each(|(g, u)| {
-            for (a, b) in g.iter_mut().zip(u) {
-                *a = *a / (1.0 + (-*a).exp()) * b;
-            }
-        });
-}
-
-/// In-place softmax of one row.
-pub(crate) fn softmax(row: &mut [f32]) {
-    let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    let mut sum = 0.0;
-    for v in row.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    for v in row.iter_mut() {
-        *v *= inv;
-    }
+        .for_each(|(g, u)| simd.silu_mul(g, u));
 }
 
 /// dst += src.

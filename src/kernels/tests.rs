@@ -218,6 +218,7 @@ fn attention_matches_a_direct_sum() {
     };
     let mut out = vec![0.0f32; t_q * nh * d];
     attention(
+        Isa::detect(),
         &scratch,
         &q,
         nh * d,
