@@ -328,9 +328,22 @@ impl TextModel {
                 return Err(Error::cancelled());
             }
             kernels::rms_norm(x, h, &layer.in_norm, c.rms_norm_eps, hbuf);
-            layer.q.run(ex, hbuf, rows, q);
-            layer.k.run(ex, hbuf, rows, k);
-            layer.v.run(ex, hbuf, rows, v);
+            if layer.q.b.is_none() && layer.k.b.is_none() && layer.v.b.is_none() {
+                kernels::linear_fused(
+                    ex,
+                    hbuf,
+                    rows,
+                    [
+                        (&layer.q.w, &mut **q),
+                        (&layer.k.w, &mut **k),
+                        (&layer.v.w, &mut **v),
+                    ],
+                );
+            } else {
+                layer.q.run(ex, hbuf, rows, q);
+                layer.k.run(ex, hbuf, rows, k);
+                layer.v.run(ex, hbuf, rows, v);
+            }
             self.rope(q, rows, nh, cos, sin);
             self.rope(k, rows, nkv, cos, sin);
             cache.k[l][pos0 * kvd..(pos0 + rows) * kvd].copy_from_slice(k);
@@ -338,6 +351,7 @@ impl TextModel {
             let kv_len = (pos0 + rows) * kvd;
             kernels::attention(
                 ex.isa,
+                ex.bf16,
                 ex.scratch,
                 q,
                 qd,
@@ -352,8 +366,17 @@ impl TextModel {
             layer.o.run(ex, a, rows, hbuf);
             kernels::add_in_place(x, hbuf);
             kernels::rms_norm(x, h, &layer.post_norm, c.rms_norm_eps, hbuf);
-            layer.gate.run(ex, hbuf, rows, g);
-            layer.up.run(ex, hbuf, rows, u);
+            if layer.gate.b.is_none() && layer.up.b.is_none() {
+                kernels::linear_fused(
+                    ex,
+                    hbuf,
+                    rows,
+                    [(&layer.gate.w, &mut **g), (&layer.up.w, &mut **u)],
+                );
+            } else {
+                layer.gate.run(ex, hbuf, rows, g);
+                layer.up.run(ex, hbuf, rows, u);
+            }
             kernels::silu_mul(ex.isa, g, u);
             layer.down.run(ex, g, rows, hbuf);
             kernels::add_in_place(x, hbuf);

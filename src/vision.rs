@@ -164,6 +164,7 @@ impl VisionModel {
                 let r = t * np * d..(t + 1) * np * d;
                 kernels::attention(
                     ex.isa,
+                    ex.bf16,
                     ex.scratch,
                     &q[r.clone()],
                     d,

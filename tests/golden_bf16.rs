@@ -23,12 +23,14 @@ use std::sync::Arc;
 // tightly in src/kernels/tests.rs (every variant against f64 sums of the rounded inputs), and
 // here a mode that is ignored, or a first token that departs from transformers' bf16 one with
 // a clear margin, fails.
-/// Max |ours − transformers bf16| over the sampled and top-10 first-step logits (measured 1.24).
-const TOL_VS_BF16: f64 = 1.5 * 1.24;
-/// Max |ours bf16 − transformers f32| (measured 0.408).
-const TOL_VS_F32: f64 = 1.5 * 0.408;
-/// Max |Δ| between variants in the bf16 mode (measured 0.299).
-const TOL_VARIANTS: f64 = 1.5 * 0.299;
+/// Max |ours − transformers bf16| over the sampled and top-10 first-step logits (measured 1.56;
+/// logits here reach 24).
+const TOL_VS_BF16: f64 = 1.5 * 1.56;
+/// Max |ours bf16 − transformers f32| (measured 0.487).
+const TOL_VS_F32: f64 = 1.5 * 0.487;
+/// Max |Δ| between variants in the bf16 mode (measured 0.643: the AMX variant also runs
+/// attention on bf16 tiles, as transformers' bf16 does; the others keep it in f32).
+const TOL_VARIANTS: f64 = 1.5 * 0.643;
 /// The bf16 mode must differ from the f32 one by at least this much somewhere in each model
 /// (measured 0.37 and 0.63): a mode that is silently ignored fails.
 const MIN_MODE_EFFECT: f64 = 0.01;

@@ -1,35 +1,94 @@
 #!/usr/bin/env python3
-"""Drives the `smolvlm` CLI on random full-size models and prints a markdown table of medians.
+"""Drives the `smolvlm` CLI (and, with --anchors, llama.cpp, the original C engine and HF
+transformers) on the same checkpoint and prints a markdown table of medians.
 
     python3 scripts/bench/run.py --model target/bench/smolvlm-256m [--runs 3] [--threads 2]
+    python3 scripts/bench/run.py --model target/bench/smolvlm-256m --anchors --precisions auto,f32 \
+        --llama-bin DIR --smol-vision-bin PATH --hf-python PATH
 
-Each measurement is its own process (`--json` stats): vision per tile (one 512/384 tile,
-`--no-split`), prefill tok/s for text prompts of about 37 and 100 tokens and for an image prompt
-with splitting, decode tok/s (decode time only, prefill excluded), load time and peak RSS.
-Anchors (llama.cpp, the original C engine, transformers) are not run yet.
+Ours: each measurement is its own process (`--json` stats): vision per tile (one tile,
+`--no-split`), prefill tok/s for text prompts of about 37 and 100 tokens, for the 1-tile image
+prompt and for an image prompt with splitting, decode tok/s (decode time only, prefill excluded),
+time to first token (the CLI's total time of the one-token image runs: preprocessing, vision,
+prefill, first token), load time and peak RSS. One column per --precisions entry (auto: the CLI's
+default; f32: `--precision f32`). A model without a vision tower (plain Llama) gets the text rows.
+
+Anchors (--anchors; each is "not run" with its reason when its path is missing or it fails):
+  - llama.cpp: `llama-bench -t T -p <our prompt lengths> -n <decode tokens> -r 1 -o json` on a
+    GGUF of the same decoder (scripts/bench/decoder_gguf.py, written once next to the model);
+  - the original C engine (smol-vision): on a renamed copy (scripts/bench/smolvision_copy.py),
+    image + "Describe.", at 1 and at <decode tokens> max tokens: its stderr line `Inference: T ms,
+    N tokens (..., encoding: E ms, decoding: D ms)` gives vision (E), its decode rate (from the
+    difference of the two runs), its prefill and time to first token (T and D of the one-token run
+    less one decode step, which that run also does);
+  - transformers f32 and bf16: scripts/bench/hf_anchor.py under --hf-python, one process per dtype.
+Every round runs every measurement once (ours, each anchor), so slow drifts hit all columns alike;
+medians are over the rounds. Machine floors (scripts/bench/floors.py) are measured first.
 """
 import argparse
 import json
 import os
 import platform
-import resource
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 CLI = os.path.join(ROOT, "target", "release", "smolvlm")
 IMAGE = os.path.join(ROOT, "examples", "sample.png")
+BENCH = os.path.join(ROOT, "target", "bench")  # generated anchor inputs (GGUFs, renamed copies)
+TIMEOUT = 3600
+
+P37, P100 = "word " * 28, "word " * 91  # 37 and 100 prompt tokens with the chat template
+IMAGE_PROMPT, DECODE_PROMPT = "Describe.", "Tell me a story."
+
+RATE, TIME, SIZE = "rate", "time", "size"
+# key: (label, kind, needs an image model). The label of "decode" is completed in main().
+ROWS = {
+    "vision": ("vision, 1 tile (ms)", TIME, True),
+    "prefill37": ("prefill, ~37-token text (tok/s)", RATE, False),
+    "prefill100": ("prefill, ~100-token text (tok/s)", RATE, False),
+    "prefill_split": ("prefill, split image prompt (tok/s)", RATE, True),
+    "prefill_tile": ("prefill, 1-tile image prompt (tok/s)", RATE, True),
+    "decode": ("decode, {n} tokens after a short prompt (tok/s)", RATE, False),
+    "ttft_tile": ("time to first token, 1-tile image (ms)", TIME, True),
+    "ttft_split": ("time to first token, split image (ms)", TIME, True),
+    "load": ("load (ms)", TIME, False),
+    "rss": ("peak RSS of the largest run (MiB)", SIZE, False),
+}
 
 
-def run(args, threads):
-    """One CLI run: (stats, peak RSS in MiB of that process)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    out = subprocess.run([CLI, *args, "-t", str(threads), "--json", "--silent"], check=True,
-                         capture_output=True, text=True)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the largest so far; a run that is not the largest reports the old max.
-    return json.loads(out.stdout)["stats"], max(peak, before) / 1024
+def run_proc(cmd, env=None, timeout=TIMEOUT):
+    """(exit code, stdout, stderr, peak RSS of that process in MiB); -9 after a timeout."""
+    with tempfile.TemporaryFile() as fo, tempfile.TemporaryFile() as fe:
+        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, env=env)
+        timer = threading.Timer(timeout, p.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(p.pid, 0)
+        finally:
+            timer.cancel()
+        p.returncode = os.waitstatus_to_exitcode(status)
+        fo.seek(0)
+        fe.seek(0)
+        return (p.returncode, fo.read().decode(errors="replace"), fe.read().decode(errors="replace"),
+                usage.ru_maxrss / 1024)
+
+
+class AnchorError(Exception):
+    pass
+
+
+def checked(cmd, what, env=None):
+    rc, out, err, rss = run_proc(cmd, env)
+    if rc != 0:
+        tail = (err.strip().splitlines() or ["no output"])[-1][:160]
+        raise AnchorError(f"{what} exited with {rc}: {tail}")
+    return out, err, rss
 
 
 def cpu_line():
@@ -46,54 +105,345 @@ def cpu_line():
     return f"{model}; {os.cpu_count()} CPUs; {' '.join(isa)}"
 
 
+def stale(target, *sources):
+    """True when target is missing or older than any source (the checkpoint, the script making it)."""
+    return not os.path.exists(target) or any(os.path.getmtime(target) < os.path.getmtime(s) for s in sources)
+
+
+def weights_file(d):
+    files = sorted(f for f in os.listdir(d) if f.endswith(".safetensors"))
+    return os.path.join(d, files[0]) if files else os.path.join(d, "config.json")
+
+
+class Ours:
+    """Our CLI at one precision; yields one sample per row per round."""
+
+    def __init__(self, model, threads, precision, decode_tokens, vision):
+        self.name = "ours" if precision == "auto" else f"ours {precision}"
+        self.precision, self.model, self.threads = precision, model, threads
+        d = model
+        cases = [("prefill37", ["-d", d, "-p", P37, "--max-tokens", "1"]),
+                 ("prefill100", ["-d", d, "-p", P100, "--max-tokens", "1"]),
+                 ("decode", ["-d", d, "-p", DECODE_PROMPT, "--max-tokens", str(decode_tokens)]),
+                 ("load", ["-d", d, "-p", "hi", "--max-tokens", "1"])]
+        if vision:
+            cases = [("vision", ["-d", d, "-i", IMAGE, "--no-split", "-p", IMAGE_PROMPT, "--max-tokens", "1"]),
+                     *cases[:2],
+                     ("split", ["-d", d, "-i", IMAGE, "--split", "-p", IMAGE_PROMPT, "--max-tokens", "1"]),
+                     *cases[2:]]
+        self.cases = cases
+        self.tokens = {}  # prompt tokens / tiles per case (last round)
+        self.info = {}
+
+    def cmd(self, args):
+        extra = [] if self.precision == "auto" else ["--precision", self.precision]
+        return [CLI, *args, *extra, "-t", str(self.threads), "--json", "--silent"]
+
+    def round(self):
+        out = {}
+        for case, args in self.cases:
+            rc, stdout, stderr, rss = run_proc(self.cmd(args))
+            if rc != 0:
+                sys.exit(f"{' '.join(self.cmd(args))} failed ({rc}):\n{stderr}")
+            s = json.loads(stdout)["stats"]
+            self.info = {"precision": s.get("precision", "?"), "isa": s.get("isa", "?")}
+            out.setdefault("rss", []).append(rss)
+            rate = s["prefill_tokens"] / s["prefill_ms"] * 1e3 if s["prefill_ms"] > 0 else 0.0
+            self.tokens[case] = (s["prefill_tokens"], s["tiles"])
+            if case == "vision":
+                out["vision"] = [s["encode_ms"] / max(s["tiles"], 1)]
+                out["prefill_tile"] = [rate]
+                out["ttft_tile"] = [s["total_ms"]]
+            elif case == "split":
+                out["prefill_split"] = [rate]
+                out["ttft_split"] = [s["total_ms"]]
+            elif case.startswith("prefill"):
+                out[case] = [rate]
+            elif case == "decode":
+                out["decode"] = [s["decode_tokens"] / s["decode_ms"] * 1e3 if s["decode_ms"] > 0 else 0.0]
+            elif case == "load":
+                out["load"] = [s["load_ms"]]
+        out["rss"] = [max(out["rss"])]
+        return out
+
+
+class LlamaCpp:
+    name = "llama.cpp"
+
+    def __init__(self, bin_dir, model, threads, decode_tokens, python):
+        self.exe = os.path.join(bin_dir or "", "llama-bench")
+        if not bin_dir:
+            raise AnchorError("LLAMA_CPP_BIN is not set")
+        if not os.access(self.exe, os.X_OK):
+            raise AnchorError(f"no llama-bench in {bin_dir}")
+        self.gguf = os.path.join(BENCH, os.path.basename(os.path.normpath(model)) + "-decoder.gguf")
+        script = os.path.join(HERE, "decoder_gguf.py")
+        if stale(self.gguf, weights_file(model), script):
+            os.makedirs(BENCH, exist_ok=True)
+            checked([python, script, "--model", model, "--out", self.gguf],
+                    "decoder_gguf.py")
+        self.threads, self.decode_tokens = threads, decode_tokens
+        self.lengths = {}  # row -> prompt length, set from our runs
+
+    def round(self):
+        rows = {}
+        for k, length in self.lengths.items():
+            rows.setdefault(length, []).append(k)
+        cmd = [self.exe, "-m", self.gguf, "-t", str(self.threads), "-p", ",".join(str(n) for n in rows),
+               "-n", str(self.decode_tokens), "-r", "1", "-o", "json"]
+        self.cmd = " ".join(os.path.basename(c) if c == self.exe else c for c in cmd)
+        out, _, _ = checked(cmd, "llama-bench")
+        res = {}
+        for t in json.loads(out):
+            ts = t.get("samples_ts") or [t["avg_ts"]]
+            if t["n_gen"] == 0 and t["n_prompt"] in rows:
+                for k in rows[t["n_prompt"]]:
+                    res[k] = list(ts)
+            elif t["n_prompt"] == 0 and t["n_gen"] == self.decode_tokens:
+                res["decode"] = list(ts)
+        self.build = json.loads(out)[0].get("build_commit", "?") if out.strip() else "?"
+        return res
+
+
+INFERENCE = re.compile(r"Inference: ([\d.]+) ms, (\d+) tokens \(.*encoding: ([\d.]+)\s*ms, decoding: ([\d.]+)\s*ms\)")
+PROMPT = re.compile(r"Prompt: (\d+) tokens")
+
+
+class CEngine:
+    name = "C engine"
+
+    def __init__(self, exe, model, threads, decode_tokens, python, vision):
+        if not exe:
+            raise AnchorError("SMOL_VISION_BIN is not set")
+        if not os.access(exe, os.X_OK):
+            raise AnchorError(f"{exe} is not an executable")
+        if not vision:
+            raise AnchorError("needs an image model")
+        self.copy = os.path.join(BENCH, os.path.basename(os.path.normpath(model)) + "-smolvision")
+        script = os.path.join(HERE, "smolvision_copy.py")
+        if stale(os.path.join(self.copy, "config.json"), weights_file(model), script):
+            checked([python, script, "--model", model, "--out", self.copy],
+                    "smolvision_copy.py")
+        self.exe, self.threads, self.decode_tokens = exe, threads, decode_tokens
+        self.env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
+        self.prompt_tokens = None
+
+    def one(self, max_tokens):
+        cmd = [self.exe, "-d", self.copy, "-i", IMAGE, "-p", IMAGE_PROMPT, "-t", str(self.threads),
+               "--max-tokens", str(max_tokens)]
+        _, err, rss = checked(cmd, "smol-vision", self.env)
+        m = INFERENCE.search(err)
+        if not m:
+            raise AnchorError("no 'Inference:' line on its stderr")
+        p = PROMPT.search(err)
+        if p:
+            self.prompt_tokens = int(p.group(1))
+        total, n, enc, dec = float(m.group(1)), int(m.group(2)), float(m.group(3)), float(m.group(4))
+        return total, n, enc, dec, rss
+
+    def round(self):
+        t1, n1, e1, d1, r1 = self.one(1)
+        tn, nn, en, dn, rn = self.one(self.decode_tokens)
+        res = {"vision": [e1, en], "rss": [max(r1, rn)]}
+        if nn > n1 and dn > d1:
+            step = (dn - d1) / (nn - n1)  # ms per decode step
+            res["decode"] = [1e3 / step]
+            # the one-token run: prefill (prompt - 1 positions + the last one) then one more step
+            res["ttft_tile"] = [t1 - n1 * step]
+            if self.prompt_tokens:
+                res["prefill_tile"] = [self.prompt_tokens / (d1 - n1 * step) * 1e3]
+        else:
+            self.note = f"stopped after {nn} tokens: no decode rate"
+        return res
+
+
+class Transformers:
+    def __init__(self, python, model, threads, decode_tokens, dtype, vision):
+        self.name = f"transformers {dtype}"
+        if not python:
+            raise AnchorError("HF_PYTHON is not set")
+        if not os.access(python, os.X_OK):
+            raise AnchorError(f"{python} is not an executable")
+        rc, _, err, _ = run_proc([python, "-c", "import torch, transformers, PIL"], timeout=300)
+        if rc != 0:
+            raise AnchorError(f"{python} cannot import torch, transformers and PIL")
+        self.cmd = [python, os.path.join(HERE, "hf_anchor.py"), "--model", model, "--image", IMAGE,
+                    "--text-prompt", P37, "--text-prompt", P100, "--image-prompt", IMAGE_PROMPT,
+                    "--decode-prompt", DECODE_PROMPT, "--decode-tokens", str(decode_tokens),
+                    "--dtypes", dtype, "--threads", str(threads), "--runs", "1"]
+        if not vision:
+            self.cmd.append("--text-only")
+        self.tokens = {}
+
+    def round(self):
+        out, _, rss = checked(self.cmd, "hf_anchor.py")
+        info = json.loads(out)
+        self.versions = f"torch {info['torch']}, transformers {info['transformers']}"
+        r = info["results"][0]
+        res = {"load": [r["load_ms"]], "rss": [rss]}
+        if "decode_tok_s" in r:
+            res["decode"] = [r["decode_tok_s"]]
+        for i, row in enumerate(["prefill37", "prefill100"]):
+            res[row] = [r[f"prefill_{i}_tok_s"]]
+            self.tokens[row] = r["prefill_tokens"][i]
+        for key, row in [("vision_tile_ms", "vision"), ("ttft_no_split_ms", "ttft_tile"),
+                         ("ttft_split_ms", "ttft_split")]:
+            if key in r:
+                res[row] = [r[key]]
+        for key, row in [("ttft_no_split_tokens", "ttft_tile"), ("ttft_split_tokens", "ttft_split")]:
+            if key in r:
+                self.tokens[row] = r[key]
+        return res
+
+
+def fmt(v, kind):
+    if kind == SIZE:
+        return f"{max(v):.0f}"
+    med = statistics.median(v)
+    return f"{med:.1f} ({min(v):.1f}–{max(v):.1f})"
+
+
+def ratio(ours, anchor, kind):
+    if not ours or not anchor:
+        return "–"
+    pick = max if kind == SIZE else statistics.median
+    o, a = pick(ours), pick(anchor)
+    if o <= 0 or a <= 0:
+        return "–"
+    return f"{(o / a if kind == RATE else a / o):.2f}×"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--decode-tokens", type=int, default=64)
+    ap.add_argument("--precisions", default="auto", help="comma-separated: auto, f32, bf16")
+    ap.add_argument("--anchors", action="store_true", help="also run llama.cpp, the C engine, transformers")
+    ap.add_argument("--llama-bin", default=os.environ.get("LLAMA_CPP_BIN"))
+    ap.add_argument("--smol-vision-bin", default=os.environ.get("SMOL_VISION_BIN"))
+    ap.add_argument("--hf-python", default=os.environ.get("HF_PYTHON"))
+    ap.add_argument("--no-floors", action="store_true", help="skip the machine floors (with --anchors)")
     a = ap.parse_args()
-    d, t = a.model, a.threads
-    cases = {
-        "vision, 1 tile (ms)": (["-d", d, "-i", IMAGE, "--no-split", "-p", "Describe.", "--max-tokens", "1"],
-                                lambda s: s["encode_ms"] / max(s["tiles"], 1)),
-        "prefill, ~37-token text (tok/s)": (["-d", d, "-p", "word " * 28, "--max-tokens", "1"],
-                                            lambda s: s["prefill_tokens"] / s["prefill_ms"] * 1e3),
-        "prefill, ~100-token text (tok/s)": (["-d", d, "-p", "word " * 91, "--max-tokens", "1"],
-                                             lambda s: s["prefill_tokens"] / s["prefill_ms"] * 1e3),
-        "prefill, split image prompt (tok/s)": (["-d", d, "-i", IMAGE, "--split", "-p", "Describe.",
-                                                 "--max-tokens", "1"],
-                                                lambda s: s["prefill_tokens"] / s["prefill_ms"] * 1e3),
-        f"decode, {a.decode_tokens} tokens after a short prompt (tok/s)": (
-            ["-d", d, "-p", "Tell me a story.", "--max-tokens", str(a.decode_tokens)],
-            lambda s: s["decode_tokens"] / s["decode_ms"] * 1e3 if s["decode_ms"] > 0 else 0.0),
-        "load (ms)": (["-d", d, "-p", "hi", "--max-tokens", "1"], lambda s: s["load_ms"]),
-    }
-    values = {k: [] for k in cases}
-    extra = {}
-    rss = []
-    for _ in range(a.runs):  # alternate the cases within each round
-        for name, (args, metric) in cases.items():
-            s, peak = run(args, t)
-            values[name].append(metric(s))
-            rss.append(peak)
-            if name.startswith("prefill"):
-                extra[name.split(" (")[0]] = f"{s['prefill_tokens']} prompt tokens, {s['tiles']} tiles"
-    info = subprocess.run([CLI, "-d", d, "-p", "hi", "--max-tokens", "1", "--debug", "-t", str(t)],
-                          capture_output=True, text=True).stderr
+    d, t, n = a.model, a.threads, a.decode_tokens
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    vision = "vision_config" in cfg
+    rows = {k: (label.format(n=n), kind) for k, (label, kind, img) in ROWS.items() if vision or not img}
+
+    ours = [Ours(d, t, p, n, vision) for p in a.precisions.split(",") if p]
+    anchors, not_run = [], {}
+    floors = None
+    if a.anchors:
+        makers = [("llama.cpp", lambda: LlamaCpp(a.llama_bin, d, t, n, sys.executable)),
+                  ("C engine", lambda: CEngine(a.smol_vision_bin, d, t, n, sys.executable, vision)),
+                  ("transformers f32", lambda: Transformers(a.hf_python, d, t, n, "f32", vision)),
+                  ("transformers bf16", lambda: Transformers(a.hf_python, d, t, n, "bf16", vision))]
+        for name, make in makers:
+            try:
+                anchors.append(make())
+            except AnchorError as e:
+                not_run[name] = str(e)
+            except Exception as e:  # an anchor never takes the whole run down
+                not_run[name] = f"{e.__class__.__name__}: {e}"
+        if not a.no_floors:
+            rc, out, err, _ = run_proc([sys.executable, os.path.join(HERE, "floors.py"), "--threads", str(t),
+                                        "--build-dir", BENCH], timeout=600)
+            try:
+                floors = json.loads(out) if rc == 0 else {"error": (err.strip().splitlines() or ["?"])[-1]}
+            except ValueError:
+                floors = {"error": "floors.py printed no JSON"}
+
+    values = {c.name: {} for c in ours + anchors}
+    for r in range(a.runs):  # alternate: every measurement once per round
+        for c in ours + list(anchors):
+            if c.name in not_run:
+                continue
+            if isinstance(c, LlamaCpp) and not c.lengths:
+                tok = ours[0].tokens
+                c.lengths = {row: tok[case][0] for row, case in [
+                    ("prefill37", "prefill37"), ("prefill100", "prefill100"),
+                    ("prefill_split", "split"), ("prefill_tile", "vision")] if case in tok}
+            if isinstance(c, Ours):
+                res = c.round()
+            else:
+                try:
+                    res = c.round()
+                except AnchorError as e:
+                    not_run[c.name] = f"failed in round {r + 1}: {e}"
+                    continue
+                except Exception as e:
+                    not_run[c.name] = f"failed in round {r + 1}: {e.__class__.__name__}: {e}"
+                    continue
+            for k, v in res.items():
+                values[c.name].setdefault(k, []).extend(v)
+
+    for key in ("prefill37", "prefill100"):  # a chat template with a default system prompt is longer
+        toks = ours[0].tokens.get(key, (0, 0))[0]
+        if toks and toks != int(key[7:]):
+            rows[key] = (f"prefill, {toks}-token text (tok/s)", RATE)
+    info = run_proc([CLI, "-d", d, "-p", "hi", "--max-tokens", "1", "--debug", "-t", str(t)])[2]
     sysinfo = next((l.strip() for l in info.splitlines() if "simd:" in l), "?")
     print(f"Model: {d}; threads: {t}; {a.runs} runs each, median (min–max)")
     print(f"Machine: {cpu_line()}")
     print(f"Library: {sysinfo}")
+    if floors is not None:
+        if "error" in floors:
+            print(f"Floors: not measured ({floors['error']})")
+        else:
+            by = ", ".join(f"{k}: {v:.1f}" for k, v in floors.get("by_streams", {}).items())
+            print(f"Floors ({t} threads): read bandwidth {floors['read_gb_s']:.1f} GB/s"
+                  f" ({floors['method']}{'; GB/s by streams per thread ' + by if by else ''});"
+                  f" sgemm 4096³ {floors['sgemm_gflops']:.0f} GFLOP/s ({floors['blas']})")
     print()
-    print("| stage | ours |")
-    print("|---|---|")
-    for name, v in values.items():
-        print(f"| {name} | {statistics.median(v):.1f} ({min(v):.1f}–{max(v):.1f}) |")
-    print(f"| peak RSS of the largest run (MiB) | {max(rss):.0f} |")
+
+    columns = [c.name for c in ours] + [name for name in
+                                        ["llama.cpp", "C engine", "transformers f32", "transformers bf16"]
+                                        if a.anchors]
+    base = ours[0].name
+    f32 = next((c.name for c in ours if c.precision == "f32"), base)
+    ratios = [(anchor, f32 if anchor == "transformers f32" else base) for anchor in columns[len(ours):]
+              if anchor not in not_run]
+    head = ["stage", *columns, *[f"{o}/{x}" for x, o in ratios]]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for key, (label, kind) in rows.items():
+        cells = [label]
+        for col in columns:
+            v = values.get(col, {}).get(key)
+            cells.append("not run" if col in not_run else fmt(v, kind) if v else "–")
+        for anchor, o in ratios:
+            cells.append(ratio(values[o].get(key), values.get(anchor, {}).get(key), kind))
+        print("| " + " | ".join(cells) + " |")
     print()
-    for k, v in extra.items():
-        print(f"- {k}: {v}")
+    if ratios:
+        print("Ratio columns (ours/anchor): >1 always means ours is faster (or smaller): tok/s rows are"
+              " ours ÷ anchor, time and RSS rows anchor ÷ ours. Transformers f32 is compared with ours in"
+              " f32 mode where that column is run, every other anchor with ours in auto mode.")
+    for c in ours:
+        print(f"- {c.name}: precision {c.info.get('precision', '?')}, kernels {c.info.get('isa', '?')}")
+    names = {"vision": "vision, 1 tile / 1-tile image prompt", "prefill37": "prefill, ~37-token text",
+             "prefill100": "prefill, ~100-token text", "split": "prefill, split image prompt"}
+    for case, (toks, tiles) in ours[0].tokens.items():
+        if case in names:
+            print(f"- {names[case]}: {toks} prompt tokens, {tiles} tiles")
+    for c in anchors:
+        if c.name in not_run:
+            continue
+        if isinstance(c, LlamaCpp):
+            print(f"- llama.cpp (build {getattr(c, 'build', '?')}): `{c.cmd}` once per round: pp at our"
+                  f" prompt lengths, tg{n} from an empty context")
+        elif isinstance(c, CEngine):
+            print(f"- C engine: {c.exe} on {c.copy}, OPENBLAS_NUM_THREADS={t}; 1-tile image prompt of"
+                  f" {c.prompt_tokens or '?'} tokens; vision = its 'encoding' (image load, vision, connector);"
+                  f" decode from runs at 1 and {n} tokens, after that image prompt"
+                  + (f"; {c.note}" if getattr(c, "note", None) else ""))
+        elif isinstance(c, Transformers):
+            toks = ", ".join(f"{k} {v}" for k, v in c.tokens.items())
+            print(f"- {c.name}: {getattr(c, 'versions', '?')}; prompt tokens: {toks}; load = from_pretrained;"
+                  f" time to first token includes its processor; RSS of its own process (one dtype)")
+    for name, why in not_run.items():
+        print(f"- {name}: not run: {why}")
 
 
 if __name__ == "__main__":

@@ -147,6 +147,32 @@ impl Tiles {
     }
 }
 
+impl Tiles {
+    /// Stores C0..C3 as the 32×32 block at `c` of a row-major f32 matrix with row stride ldc:
+    /// C0 top left, C1 top right, C2 bottom left, C3 bottom right.
+    ///
+    /// # Safety
+    /// `c` is valid for 32 rows of 32 floats at stride ldc; nothing else touches them.
+    unsafe fn store_block(&self, c: *mut f32, ldc: usize) {
+        let s = 4 * ldc;
+        // SAFETY: per this function's contract; tiles are configured.
+        unsafe {
+            asm!(
+                "tilestored [{c0} + {s}*1], tmm0",
+                "tilestored [{c1} + {s}*1], tmm1",
+                "tilestored [{c2} + {s}*1], tmm2",
+                "tilestored [{c3} + {s}*1], tmm3",
+                c0 = in(reg) c,
+                c1 = in(reg) c.add(16),
+                c2 = in(reg) c.add(16 * ldc),
+                c3 = in(reg) c.add(16 * ldc + 16),
+                s = in(reg) s,
+                options(nostack)
+            )
+        };
+    }
+}
+
 impl Drop for Tiles {
     fn drop(&mut self) {
         let _ = self.0;
@@ -168,16 +194,16 @@ fn bf16_bits(v: f32) -> u32 {
     }
 }
 
-/// Activation rows r0..r0 + 16 of x [m, k] (past m: zeros) as kq k-pairs of 16 bf16 pairs,
+/// Activation rows r0..r0 + 16 of x [m, k] (row stride ldx; past m: zeros) as kq k-pairs of 16 bf16 pairs,
 /// k zero-padded to 2·kq.
-fn pack_x(x: &[f32], m: usize, k: usize, r0: usize, kq: usize, out: &mut [u32]) {
+fn pack_x(x: &[f32], ldx: usize, m: usize, k: usize, r0: usize, kq: usize, out: &mut [u32]) {
     let rows = 16usize.min(m.saturating_sub(r0));
     if rows < 16 || !k.is_multiple_of(2) {
         out[..kq * 16].fill(0);
     }
     let mut pairs = vec![0u32; kq];
     for r in 0..rows {
-        let row = &x[(r0 + r) * k..(r0 + r + 1) * k];
+        let row = &x[(r0 + r) * ldx..(r0 + r) * ldx + k];
         let mut it = row.chunks_exact(2);
         for (p, two) in pairs.iter_mut().zip(&mut it) {
             *p = bf16_bits(two[0]) | bf16_bits(two[1]) << 16;
@@ -200,6 +226,8 @@ struct Out {
     ptr: *mut f32,
     m: usize,
     n: usize,
+    /// Row stride.
+    ld: usize,
 }
 
 // SAFETY: tasks write disjoint blocks (own weight block × own activation rows).
@@ -223,8 +251,48 @@ impl Out {
             let tile: &[f32; 256] = tile.try_into().expect("256-float tile");
             // SAFETY: activation rows rb.. (cols of them, ≤ 16) × weight columns jb.. (rows
             // of them, ≤ 16) lie inside [m, n]; the caller owns the block.
-            unsafe { t.put_transposed(tile, self.ptr.add(rb * self.n + jb), self.n, rows, cols) };
+            unsafe { t.put_transposed(tile, self.ptr.add(rb * self.ld + jb), self.ld, rows, cols) };
         }
+    }
+}
+
+/// Output columns j0..j0 + 32 for activation pairs p0..p1 (32 rows each): A tiles from `a`
+/// (32 rows of bf16 at stride sa, k padded to kpad), B tiles from the packed activations.
+#[allow(clippy::too_many_arguments)]
+fn block(
+    tiles: &Tiles,
+    a: &[bf16],
+    sa: usize,
+    kpad: usize,
+    xp: &[u32],
+    pairs: std::ops::Range<usize>,
+    c: &Out,
+    j0: usize,
+) {
+    let kq = kpad / 2;
+    let mut buf = [0.0f32; 1024];
+    for pair in pairs {
+        let (b0, b1) = (&xp[2 * pair * kq * 16..], &xp[(2 * pair + 1) * kq * 16..]);
+        tiles.zero();
+        for s in 0..kpad / KS {
+            let (ra, rb) = (&a[s * KS..], &a[16 * sa + s * KS..]);
+            let (xa, xb) = (&b0[s * 256..s * 256 + 256], &b1[s * 256..s * 256 + 256]);
+            assert!(ra.len() >= 15 * sa + KS && rb.len() >= 15 * sa + KS);
+            // SAFETY: the assert bounds both A tiles (16 rows of 32 bf16 at stride sa); each
+            // B tile is a 256-u32 slice.
+            unsafe {
+                tiles.step(
+                    ra.as_ptr() as *const u8,
+                    rb.as_ptr() as *const u8,
+                    2 * sa,
+                    xa.as_ptr() as *const u8,
+                    xb.as_ptr() as *const u8,
+                )
+            };
+        }
+        tiles.store(&mut buf);
+        // SAFETY: the caller's task alone owns columns j0..j0 + 32 of these rows.
+        unsafe { c.put(tiles.0 .0, &buf, j0, pair * XB) };
     }
 }
 
@@ -261,12 +329,13 @@ pub(crate) fn gemm_bf16(
         let xp = take_u32(xbuf, xblocks * kq * 16);
         xp.par_chunks_mut(kq * 16)
             .enumerate()
-            .for_each(|(b, blk)| pack_x(x, m, k, b * 16, kq, blk));
+            .for_each(|(b, blk)| pack_x(x, k, m, k, b * 16, kq, blk));
         let xp = &*xp;
         let c = Out {
             ptr: out.as_mut_ptr(),
             m,
             n,
+            ld: n,
         };
         let c = &c;
         (0..wblocks * chunks).into_par_iter().for_each(|task| {
@@ -291,31 +360,168 @@ pub(crate) fn gemm_bf16(
                     (&*pad, kpad)
                 };
                 let tiles = Tiles::config(amx);
-                let mut buf = [0.0f32; 1024];
-                for pair in p0..p1 {
-                    let (b0, b1) = (&xp[2 * pair * kq * 16..], &xp[(2 * pair + 1) * kq * 16..]);
-                    tiles.zero();
-                    for s in 0..kpad / KS {
-                        let (ra, rb) = (&a[s * KS..], &a[16 * sa + s * KS..]);
-                        let (xa, xb) = (&b0[s * 256..s * 256 + 256], &b1[s * 256..s * 256 + 256]);
-                        assert!(ra.len() >= 15 * sa + KS && rb.len() >= 15 * sa + KS);
-                        // SAFETY: the assert bounds both A tiles (16 rows of 32 bf16 at stride
-                        // sa); each B tile is a 256-u32 slice.
-                        unsafe {
-                            tiles.step(
-                                ra.as_ptr() as *const u8,
-                                rb.as_ptr() as *const u8,
-                                2 * sa,
-                                xa.as_ptr() as *const u8,
-                                xb.as_ptr() as *const u8,
-                            )
-                        };
-                    }
-                    tiles.store(&mut buf);
-                    // SAFETY: this task alone owns weight block wb × activation pairs p0..p1.
-                    unsafe { c.put(amx.0, &buf, j0, pair * XB) };
-                }
+                block(&tiles, a, sa, kpad, xp, p0..p1, c, j0);
             });
         });
     });
+}
+
+/// c[r, j] = Σ a[r, t]·b[t, j] for r < 32·rows2, j < 32·cols2 on tiles: `a` bf16 rows at
+/// stride lda (k padded to kpad, a multiple of 32), `b` packed as pack_x packs rows of bᵀ
+/// (blocks of 16 columns, kpad/2 pairs each), `c` row-major f32 with stride ldc.
+#[allow(clippy::too_many_arguments)]
+fn tiles_nn(
+    tiles: &Tiles,
+    a: &[bf16],
+    lda: usize,
+    rows2: usize,
+    b: &[u32],
+    cols2: usize,
+    kpad: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let kq = kpad / 2;
+    assert!(kpad.is_multiple_of(KS) && lda >= kpad && ldc >= 32 * cols2);
+    assert!(a.len() >= (32 * rows2).saturating_sub(1) * lda + kpad);
+    assert!(b.len() >= 2 * cols2 * kq * 16);
+    assert!(c.len() >= (32 * rows2).saturating_sub(1) * ldc + 32 * cols2);
+    for i in 0..rows2 {
+        for j in 0..cols2 {
+            tiles.zero();
+            for s in 0..kpad / KS {
+                let a0 = &a[32 * i * lda + s * KS..];
+                let a1 = &a[(32 * i + 16) * lda + s * KS..];
+                let b0 = &b[(2 * j) * kq * 16 + s * 256..][..256];
+                let b1 = &b[(2 * j + 1) * kq * 16 + s * 256..][..256];
+                // SAFETY: the asserts above bound 16 rows of 32 bf16 at stride lda from a0 and
+                // a1 (row 32·i + 31 < 32·rows2, column s·32 + 31 < kpad ≤ lda); b0, b1 are
+                // 256-u32 slices.
+                unsafe {
+                    tiles.step(
+                        a0.as_ptr() as *const u8,
+                        a1.as_ptr() as *const u8,
+                        2 * lda,
+                        b0.as_ptr() as *const u8,
+                        b1.as_ptr() as *const u8,
+                    )
+                };
+            }
+            // SAFETY: rows 32i..32i+32, columns 32j..32j+32 lie inside c (asserted above).
+            unsafe { tiles.store_block(c.as_mut_ptr().add(32 * i * ldc + 32 * j), ldc) };
+        }
+    }
+}
+
+/// Columns of v [rows, cols] (row stride ldv; past rows/cols: zeros) as pack_x packs rows of
+/// vᵀ: blocks of 16 columns, kq pairs of rows each.
+fn pack_cols(
+    v: &[f32],
+    ldv: usize,
+    rows: usize,
+    cols: usize,
+    kq: usize,
+    blocks: usize,
+    out: &mut [u32],
+) {
+    out[..blocks * kq * 16].fill(0);
+    for t in 0..rows {
+        let shift = 16 * (t % 2);
+        for (c, x) in v[t * ldv..t * ldv + cols].iter().enumerate() {
+            out[(c / 16) * kq * 16 + (t / 2) * 16 + c % 16] |= bf16_bits(*x) << shift;
+        }
+    }
+}
+
+/// Rows of x [rows, cols] (stride ldx) rounded to bf16 into out [rows_pad, ld] (zeros past).
+fn to_bf16_rows(x: &[f32], ldx: usize, rows: usize, cols: usize, out: &mut [bf16], ld: usize) {
+    out.fill(bf16::ZERO);
+    for r in 0..rows {
+        for (d, s) in out[r * ld..r * ld + cols]
+            .iter_mut()
+            .zip(&x[r * ldx..r * ldx + cols])
+        {
+            *d = bf16::from_bits(bf16_bits(*s) as u16);
+        }
+    }
+}
+
+/// Sizes and strides of one head of attention (see [`attention_head`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Head {
+    pub t_q: usize,
+    pub t_kv: usize,
+    pub d: usize,
+    pub ldq: usize,
+    pub ldk: usize,
+    pub ldv: usize,
+    pub ldo: usize,
+}
+
+/// One head of attention in the bf16 mode on one thread: S = q·kᵀ on tiles (q, k rounded to
+/// bf16), `softmax(i, S row i)` in f32 by the caller's function (which also masks), then
+/// out = P·v on tiles (P, v rounded to bf16), f32 accumulation throughout.
+///
+/// # Safety
+/// `out` is valid for writes of t_q rows of d floats at stride ldo, and nothing else touches
+/// them during the call.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn attention_head(
+    amx: Amx,
+    slot: &mut super::scratch::Slot,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    h: Head,
+    softmax: &dyn Fn(usize, &mut [f32]),
+    out: *mut f32,
+) {
+    let span = |rows: usize, ld: usize, cols: usize| (rows - 1) * ld + cols;
+    assert!(h.t_q > 0 && h.t_kv > 0 && h.d > 0);
+    assert!(q.len() >= span(h.t_q, h.ldq, h.d) && k.len() >= span(h.t_kv, h.ldk, h.d));
+    assert!(v.len() >= span(h.t_kv, h.ldv, h.d));
+    let dpad = h.d.next_multiple_of(KS);
+    let tpad = h.t_kv.next_multiple_of(KS);
+    let qpad = h.t_q.next_multiple_of(XB);
+    let tiles = Tiles::config(amx);
+    // S [qpad, tpad] = q·kᵀ: A = q rows in bf16, B = k rows packed.
+    let qa: &mut [bf16] = bytemuck::cast_slice_mut(take_u32(&mut slot.b32, qpad * dpad / 2));
+    to_bf16_rows(q, h.ldq, h.t_q, h.d, qa, dpad);
+    let kp = take_u32(&mut slot.packed, (tpad / 16) * (dpad / 2) * 16);
+    for (b, blk) in kp.chunks_mut(dpad / 2 * 16).enumerate() {
+        pack_x(k, h.ldk, h.t_kv, h.d, b * 16, dpad / 2, blk);
+    }
+    let scores = super::scratch::take(&mut slot.a, qpad * tpad);
+    tiles_nn(
+        &tiles,
+        qa,
+        dpad,
+        qpad / 32,
+        kp,
+        tpad / 32,
+        dpad,
+        scores,
+        tpad,
+    );
+    // P = softmax(S) in bf16 [qpad, tpad]; padding columns and rows are zero.
+    let pa: &mut [bf16] = bytemuck::cast_slice_mut(take_u32(&mut slot.b32, qpad * tpad / 2));
+    pa.fill(bf16::ZERO);
+    for i in 0..h.t_q {
+        let row = &mut scores[i * tpad..i * tpad + h.t_kv];
+        softmax(i, row);
+        for (d, s) in pa[i * tpad..].iter_mut().zip(row.iter()) {
+            *d = bf16::from_bits(bf16_bits(*s) as u16);
+        }
+    }
+    // O [qpad, dpad] = P·v: B = v's columns packed along the keys.
+    let dcols = h.d.next_multiple_of(XB);
+    let vp = take_u32(&mut slot.packed, (dcols / 16) * (tpad / 2) * 16);
+    pack_cols(v, h.ldv, h.t_kv, h.d, tpad / 2, dcols / 16, vp);
+    let o = super::scratch::take(&mut slot.b, qpad * dcols);
+    tiles_nn(&tiles, pa, tpad, qpad / 32, vp, dcols / 32, tpad, o, dcols);
+    for i in 0..h.t_q {
+        // SAFETY: row i < t_q of out holds d floats at stride ldo (the caller's contract).
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.add(i * h.ldo), h.d) };
+        dst.copy_from_slice(&o[i * dcols..i * dcols + h.d]);
+    }
 }

@@ -23,6 +23,7 @@ pub(crate) struct AttnShape {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(
     isa: Isa,
+    bf16: bool,
     scratch: &Scratch,
     q: &[f32],
     ldq: usize,
@@ -38,7 +39,49 @@ pub(crate) fn attention(
     let group = s.n_heads / s.n_kv_heads;
     let scale = (d as f32).powf(-0.5);
     let simd = Simd::for_isa(isa);
+    // Row i's softmax over the keys it sees; the rest of the row becomes 0.
+    let softmax = |i: usize, row: &mut [f32]| {
+        let visible = match s.causal_offset {
+            Some(p) => (p + i + 1).min(s.t_kv),
+            None => s.t_kv,
+        };
+        simd.softmax_scaled(&mut row[..visible], scale);
+        row[visible..].fill(0.0);
+    };
     let blocks = ColumnBlocks::new(out, s.t_q, s.n_heads * d, ldo);
+    #[cfg(target_arch = "x86_64")]
+    if let (true, true, Some(amx)) = (bf16, s.t_q >= 16, super::amx_for(isa)) {
+        let head = super::amx::Head {
+            t_q: s.t_q,
+            t_kv: s.t_kv,
+            d,
+            ldq,
+            ldk,
+            ldv,
+            ldo,
+        };
+        (0..s.n_heads).into_par_iter().for_each(|h| {
+            let g = h / group;
+            scratch.with(|slot| {
+                let dst = blocks.columns(h * d, d);
+                // SAFETY: head h writes only its own columns h·d..(h+1)·d of out, which
+                // `columns` checked to lie inside it.
+                unsafe {
+                    super::amx::attention_head(
+                        amx,
+                        slot,
+                        &q[h * d..],
+                        &k[g * d..],
+                        &v[g * d..],
+                        head,
+                        &softmax,
+                        dst,
+                    )
+                }
+            });
+        });
+        return;
+    }
     (0..s.n_heads).into_par_iter().for_each(|h| {
         let g = h / group;
         scratch.with(|slot| {
@@ -57,14 +100,7 @@ pub(crate) fn attention(
                 s.t_kv,
             );
             for (i, row) in scores.chunks_mut(s.t_kv).enumerate() {
-                let visible = match s.causal_offset {
-                    Some(p) => (p + i + 1).min(s.t_kv),
-                    None => s.t_kv,
-                };
-                simd.softmax_scaled(&mut row[..visible], scale);
-                for x in row[visible..].iter_mut() {
-                    *x = 0.0;
-                }
+                softmax(i, row);
             }
             // SAFETY: head h writes only its own columns h·d..(h+1)·d.
             unsafe {

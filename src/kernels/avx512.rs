@@ -157,6 +157,10 @@ impl Avx512Bf16 {
     }
 }
 
+/// How far ahead (in weight elements) the dot kernels prefetch: 16 KiB (decode on the 256M
+/// shapes, Xeon with AMX: 512 → 58, 2048 → 69, 8192 → 87, 16384 → 77 tok/s).
+const PREFETCH: usize = 8192;
+
 /// Lanes below `n` (n ≤ 16).
 fn mask16(n: usize) -> __mmask16 {
     if n >= 16 {
@@ -302,6 +306,8 @@ unsafe fn dots_by<const M: usize>(
         let n = (k - i).min(16);
         let (m16, m16w) = (mask16(n), mask16(n));
         for (j, aj) in acc.iter_mut().enumerate().take(rows) {
+            // A prefetch never faults, so the address may lie past the weights.
+            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(j * k + i + PREFETCH) as *const i8);
             // SAFETY: masked loads read only the n in-bounds elements of row j from i on.
             let wv = widen(unsafe { _mm256_maskz_loadu_epi16(m16w, w.add(j * k + i) as *const _) });
             for (r, a) in aj.iter_mut().enumerate() {
@@ -361,6 +367,9 @@ unsafe fn dots_native<const M: usize>(
     while i < k {
         let m32 = mask32(k - i);
         for (j, aj) in acc.iter_mut().enumerate().take(rows) {
+            // Weights stream from memory once per token: ask for them ahead of the loads (a
+            // prefetch never faults, so the address may lie past the weights).
+            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(j * k + i + PREFETCH) as *const i8);
             // SAFETY: masked loads read only the in-bounds elements of row j from i on.
             let wv = bh(unsafe { _mm512_maskz_loadu_epi16(m32, w.add(j * k + i) as *const _) });
             for (r, a) in aj.iter_mut().enumerate() {

@@ -167,6 +167,14 @@ impl<'a> ColumnBlocks<'a> {
         }
     }
 
+    /// A pointer to C[0, col0], after checking that columns col0..col0 + nc of all m rows lie
+    /// inside C. Writing through it is the caller's promise: no other user of these columns.
+    pub(crate) fn columns(&self, col0: usize, nc: usize) -> *mut f32 {
+        assert!(col0 + nc <= self.n, "column block out of range");
+        assert!(self.m == 0 || (self.m - 1) * self.ldc + col0 + nc <= self.len);
+        self.ptr.wrapping_add(col0)
+    }
+
     /// C[:, col0..col0 + nc] = A·B with A [m,k] (or [k,m] if `ta`) and B [k,nc] (or [nc,k]).
     ///
     /// # Safety

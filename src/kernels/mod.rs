@@ -177,6 +177,76 @@ pub(crate) fn linear(
     }
 }
 
+/// Several bias-free products of the same input, e.g. q/k/v or gate/up: for one row (decode)
+/// in a single parallel pass over all their output rows, so the threads stream the weights
+/// back to back instead of meeting at a barrier per matrix; otherwise one [`linear`] each.
+pub(crate) fn linear_fused<const N: usize>(
+    ex: Exec,
+    x: &[f32],
+    m: usize,
+    parts: [(&Tensor, &mut [f32]); N],
+) {
+    let k = x.len() / m.max(1);
+    let fusable = m == 1
+        && parts.iter().all(|(w, o)| {
+            matches!(w.view(), View::BF16(_) | View::F16(_))
+                && w.numel() == o.len() * k
+                && w.shape[0] == o.len()
+        });
+    if !fusable {
+        for (w, o) in parts {
+            linear(ex, x, m, w, None, o);
+        }
+        return;
+    }
+    let all_bf16 = parts.iter().all(|(w, _)| matches!(w.view(), View::BF16(_)));
+    let run = |rows: Rows, x: &[f32]| {
+        parts.into_par_iter().for_each(|(w, o)| {
+            let view = w.view();
+            o.par_chunks_mut(MATVEC_CHUNK)
+                .enumerate()
+                .for_each(|(ci, oc)| {
+                    for (g, og) in oc.chunks_mut(4).enumerate() {
+                        let j = ci * MATVEC_CHUNK + g * 4;
+                        rows.group(x, 1, k, view.slice(j * k, og.len() * k), og);
+                    }
+                });
+        })
+    };
+    if ex.bf16 && all_bf16 {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(t) = native_bf16_for(ex.isa) {
+            return ex.scratch.with_staging(|buf| {
+                let xb = &mut bytemuck::cast_slice_mut::<u32, bf16>(scratch::take_u32(
+                    buf,
+                    k.div_ceil(2),
+                ))[..k];
+                for (d, s) in xb.iter_mut().zip(x) {
+                    *d = bf16::from_f32(*s);
+                }
+                run(Rows::Native(t, xb), x)
+            });
+        }
+        return ex.scratch.with_staging(|buf| {
+            let xr = bytemuck::cast_slice_mut::<u32, f32>(scratch::take_u32(buf, k));
+            for (d, s) in xr.iter_mut().zip(x) {
+                *d = bf16::from_f32(*s).to_f32();
+            }
+            run(rows_f32(ex.isa), xr)
+        });
+    }
+    run(rows_f32(ex.isa), x)
+}
+
+/// The f32-mode dot variant for one to four rows.
+fn rows_f32<'a>(isa: Isa) -> Rows<'a> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(t) = avx512_for(isa) {
+        return Rows::Avx512(t);
+    }
+    Rows::Dot(Dot::for_isa(isa))
+}
+
 /// The bf16 mode: native products where the variant has them, else the f32 path on activations
 /// rounded to bf16 (the same products, exact in f32).
 fn linear_bf16(ex: Exec, x: &[f32], m: usize, k: usize, w: &[bf16], n: usize, out: &mut [f32]) {
@@ -212,11 +282,7 @@ fn linear_bf16(ex: Exec, x: &[f32], m: usize, k: usize, w: &[bf16], n: usize, ou
 /// The f32 mode: f32 activations and accumulation over weights widened exactly.
 fn linear_f32(ex: Exec, x: &[f32], m: usize, k: usize, view: View, n: usize, out: &mut [f32]) {
     if m <= MATVEC_MAX_ROWS && !matches!(view, View::F32(_)) {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(t) = avx512_for(ex.isa) {
-            return matvec(Rows::Avx512(t), x, m, k, view, n, out);
-        }
-        return matvec(Rows::Dot(Dot::for_isa(ex.isa)), x, m, k, view, n, out);
+        return matvec(rows_f32(ex.isa), x, m, k, view, n, out);
     }
     #[cfg(target_arch = "x86_64")]
     if let (View::BF16(wb), Some(t)) = (view, avx512_for(ex.isa)) {
@@ -375,6 +441,12 @@ pub(crate) fn silu_mul(isa: Isa, gate: &mut [f32], up: &[f32]) {
 
 /// dst += src.
 pub(crate) fn add_in_place(dst: &mut [f32], src: &[f32]) {
+    if dst.len() <= 4096 {
+        for (a, b) in dst.iter_mut().zip(src) {
+            *a += b;
+        }
+        return;
+    }
     dst.par_chunks_mut(4096)
         .zip(src.par_chunks(4096))
         .for_each(|(d, s)| {

@@ -10,6 +10,8 @@ pub(crate) struct Slot {
     pub b: Vec<f32>,
     /// A packed weight panel.
     pub packed: Vec<u32>,
+    /// Packed bf16 operands.
+    pub b32: Vec<u32>,
 }
 
 /// The slots of one session, and two buffers the thread that calls a kernel holds for the
@@ -68,7 +70,7 @@ impl Scratch {
             .iter()
             .map(|m| {
                 let g = m.lock().unwrap_or_else(|p| p.into_inner());
-                (g.a.capacity() + g.b.capacity() + g.packed.capacity()) * 4
+                (g.a.capacity() + g.b.capacity() + g.packed.capacity() + g.b32.capacity()) * 4
             })
             .sum::<usize>()
             + self
