@@ -129,6 +129,23 @@ impl Tiles {
         };
     }
 
+    /// Loads C0..C3 from four consecutive 16×16 f32 tiles.
+    fn load(&self, buf: &[f32; 1024]) {
+        let p = buf.as_ptr();
+        // SAFETY: buf holds 4 tiles of 16 rows × 64 bytes; tiles are configured.
+        unsafe {
+            asm!(
+                "tileloadd tmm0, [{p} + {s}*1]",
+                "tileloadd tmm1, [{p} + {s}*1 + 1024]",
+                "tileloadd tmm2, [{p} + {s}*1 + 2048]",
+                "tileloadd tmm3, [{p} + {s}*1 + 3072]",
+                p = in(reg) p,
+                s = in(reg) 64usize,
+                options(nostack, readonly)
+            )
+        };
+    }
+
     /// Stores C0..C3 as four consecutive 16×16 f32 tiles.
     fn store(&self, buf: &mut [f32; 1024]) {
         let p = buf.as_mut_ptr();
@@ -256,8 +273,13 @@ impl Out {
     }
 }
 
+/// k steps per chunk of [`block`]: the chunk's A tiles (32 rows × 256 bf16, 16 KiB) stay in L1
+/// while every activation pair passes over them.
+const CHUNK_STEPS: usize = 8;
+
 /// Output columns j0..j0 + 32 for activation pairs p0..p1 (32 rows each): A tiles from `a`
 /// (32 rows of bf16 at stride sa, k padded to kpad), B tiles from the packed activations.
+/// Partial sums between k chunks wait in `acc` (4 KiB per pair).
 #[allow(clippy::too_many_arguments)]
 fn block(
     tiles: &Tiles,
@@ -268,31 +290,48 @@ fn block(
     pairs: std::ops::Range<usize>,
     c: &Out,
     j0: usize,
+    acc: &mut Vec<f32>,
 ) {
     let kq = kpad / 2;
+    let steps = kpad / KS;
+    let acc = super::scratch::take(acc, pairs.len() * 1024);
     let mut buf = [0.0f32; 1024];
-    for pair in pairs {
-        let (b0, b1) = (&xp[2 * pair * kq * 16..], &xp[(2 * pair + 1) * kq * 16..]);
-        tiles.zero();
-        for s in 0..kpad / KS {
-            let (ra, rb) = (&a[s * KS..], &a[16 * sa + s * KS..]);
-            let (xa, xb) = (&b0[s * 256..s * 256 + 256], &b1[s * 256..s * 256 + 256]);
-            assert!(ra.len() >= 15 * sa + KS && rb.len() >= 15 * sa + KS);
-            // SAFETY: the assert bounds both A tiles (16 rows of 32 bf16 at stride sa); each
-            // B tile is a 256-u32 slice.
-            unsafe {
-                tiles.step(
-                    ra.as_ptr() as *const u8,
-                    rb.as_ptr() as *const u8,
-                    2 * sa,
-                    xa.as_ptr() as *const u8,
-                    xb.as_ptr() as *const u8,
-                )
-            };
+    for s0 in (0..steps).step_by(CHUNK_STEPS) {
+        let s1 = (s0 + CHUNK_STEPS).min(steps);
+        for (pi, pair) in pairs.clone().enumerate() {
+            let (b0, b1) = (&xp[2 * pair * kq * 16..], &xp[(2 * pair + 1) * kq * 16..]);
+            let part: &mut [f32; 1024] = (&mut acc[pi * 1024..(pi + 1) * 1024])
+                .try_into()
+                .expect("1024-float block");
+            if s0 == 0 {
+                tiles.zero();
+            } else {
+                tiles.load(part);
+            }
+            for s in s0..s1 {
+                let (ra, rb) = (&a[s * KS..], &a[16 * sa + s * KS..]);
+                let (xa, xb) = (&b0[s * 256..s * 256 + 256], &b1[s * 256..s * 256 + 256]);
+                assert!(ra.len() >= 15 * sa + KS && rb.len() >= 15 * sa + KS);
+                // SAFETY: the assert bounds both A tiles (16 rows of 32 bf16 at stride sa);
+                // each B tile is a 256-u32 slice.
+                unsafe {
+                    tiles.step(
+                        ra.as_ptr() as *const u8,
+                        rb.as_ptr() as *const u8,
+                        2 * sa,
+                        xa.as_ptr() as *const u8,
+                        xb.as_ptr() as *const u8,
+                    )
+                };
+            }
+            if s1 < steps {
+                tiles.store(part);
+            } else {
+                tiles.store(&mut buf);
+                // SAFETY: the caller's task alone owns columns j0..j0 + 32 of these rows.
+                unsafe { c.put(tiles.0 .0, &buf, j0, pair * XB) };
+            }
         }
-        tiles.store(&mut buf);
-        // SAFETY: the caller's task alone owns columns j0..j0 + 32 of these rows.
-        unsafe { c.put(tiles.0 .0, &buf, j0, pair * XB) };
     }
 }
 
@@ -360,7 +399,7 @@ pub(crate) fn gemm_bf16(
                     (&*pad, kpad)
                 };
                 let tiles = Tiles::config(amx);
-                block(&tiles, a, sa, kpad, xp, p0..p1, c, j0);
+                block(&tiles, a, sa, kpad, xp, p0..p1, c, j0, &mut slot.b);
             });
         });
     });
@@ -446,6 +485,9 @@ fn to_bf16_rows(x: &[f32], ldx: usize, rows: usize, cols: usize, out: &mut [bf16
     }
 }
 
+/// The caller's row softmax: (row index, scores row, bf16 bits of P out).
+pub(crate) type SoftmaxRow<'a> = dyn Fn(usize, &mut [f32], &mut [u16]) + 'a;
+
 /// Sizes and strides of one head of attention (see [`attention_head`]).
 #[derive(Clone, Copy)]
 pub(crate) struct Head {
@@ -459,7 +501,8 @@ pub(crate) struct Head {
 }
 
 /// One head of attention in the bf16 mode on one thread: S = q·kᵀ on tiles (q, k rounded to
-/// bf16), `softmax(i, S row i)` in f32 by the caller's function (which also masks), then
+/// bf16), `softmax(i, S row i, P row i)` in f32 by the caller's function (which masks and
+/// writes P in bf16, zeros included), then
 /// out = P·v on tiles (P, v rounded to bf16), f32 accumulation throughout.
 ///
 /// # Safety
@@ -473,7 +516,7 @@ pub(crate) unsafe fn attention_head(
     k: &[f32],
     v: &[f32],
     h: Head,
-    softmax: &dyn Fn(usize, &mut [f32]),
+    softmax: &SoftmaxRow,
     out: *mut f32,
 ) {
     let span = |rows: usize, ld: usize, cols: usize| (rows - 1) * ld + cols;
@@ -506,12 +549,10 @@ pub(crate) unsafe fn attention_head(
     // P = softmax(S) in bf16 [qpad, tpad]; padding columns and rows are zero.
     let pa: &mut [bf16] = bytemuck::cast_slice_mut(take_u32(&mut slot.b32, qpad * tpad / 2));
     pa.fill(bf16::ZERO);
+    let pbits: &mut [u16] = bytemuck::cast_slice_mut(pa);
     for i in 0..h.t_q {
         let row = &mut scores[i * tpad..i * tpad + h.t_kv];
-        softmax(i, row);
-        for (d, s) in pa[i * tpad..].iter_mut().zip(row.iter()) {
-            *d = bf16::from_bits(bf16_bits(*s) as u16);
-        }
+        softmax(i, row, &mut pbits[i * tpad..i * tpad + h.t_kv]);
     }
     // O [qpad, dpad] = P·v: B = v's columns packed along the keys.
     let dcols = h.d.next_multiple_of(XB);

@@ -463,6 +463,10 @@ impl Avx512 {
         // SAFETY: as above.
         unsafe { softmax_512(row, scale) }
     }
+    pub(crate) fn softmax_scaled_bf16(self, row: &mut [f32], scale: f32, out: &mut [u16]) {
+        // SAFETY: as above.
+        unsafe { softmax_bf16_512(row, scale, out) }
+    }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
@@ -478,4 +482,9 @@ fn silu_mul_512(gate: &mut [f32], up: &[f32]) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
 fn softmax_512(row: &mut [f32], scale: f32) {
     super::math::softmax_scaled(row, scale)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+fn softmax_bf16_512(row: &mut [f32], scale: f32, out: &mut [u16]) {
+    super::math::softmax_scaled_bf16(row, scale, out)
 }

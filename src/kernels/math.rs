@@ -11,9 +11,12 @@ pub(crate) fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     let xc = x.clamp(-87.3, 88.7);
-    // Round to nearest with the 1.5·2²³ trick (vectorises without SSE4.1's round).
+    // Round to nearest with the 1.5·2²³ trick (vectorises without SSE4.1's round); the
+    // integer n is then the low bits of t, so no float-to-int conversion is needed.
     const SHIFTER: f32 = 12_582_912.0;
-    let n = (xc * LOG2E + SHIFTER) - SHIFTER;
+    let t = xc * LOG2E + SHIFTER;
+    let n = t - SHIFTER;
+    let ni = (t.to_bits() as i32).wrapping_sub(SHIFTER.to_bits() as i32);
     let r = xc - n * LN2_HI - n * LN2_LO;
     // Minimax polynomial for e^r on |r| ≤ ln2/2 (Cephes expf coefficients).
     let mut p = 1.987_569_1e-4f32;
@@ -24,7 +27,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     p = p.mul_add(r, 0.5);
     let e = (p * r).mul_add(r, r) + 1.0;
     // 2ⁿ as two normal factors: n reaches 128, past the largest exponent of one f32.
-    let (n1, n2) = ((n as i32) >> 1, (n as i32) - ((n as i32) >> 1));
+    let (n1, n2) = (ni >> 1, ni - (ni >> 1));
     let pow2 = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
     let y = e * pow2(n1) * pow2(n2);
     if x < -87.3 {
@@ -95,6 +98,23 @@ pub(crate) fn softmax_scaled(row: &mut [f32], scale: f32) {
     }
 }
 
+/// Softmax of `row` scaled by `scale`, written as bf16 bits (nearest even) to `out`; `row` is
+/// left holding the unnormalised exponentials. Three passes instead of a softmax and a
+/// conversion; the same values as [`softmax_scaled`] rounded.
+#[inline(always)]
+pub(crate) fn softmax_scaled_bf16(row: &mut [f32], scale: f32, out: &mut [u16]) {
+    // max(x)·scale = max(x·scale) for scale > 0 (rounding is monotonic).
+    let max = reduce16(row, f32::NEG_INFINITY, f32::max) * scale;
+    for v in row.iter_mut() {
+        *v = exp(*v * scale - max);
+    }
+    let inv = 1.0 / reduce16(row, 0.0, |a, b| a + b);
+    for (o, v) in out.iter_mut().zip(row.iter()) {
+        let b = (*v * inv).to_bits();
+        *o = ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) as u16;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +139,19 @@ mod tests {
         assert_eq!(exp(f32::NEG_INFINITY), 0.0);
         assert_eq!(exp(100.0), f32::INFINITY);
         assert!(exp(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn fused_bf16_softmax_is_the_rounded_softmax() {
+        let row: Vec<f32> = (0..77).map(|i| (i as f32 * 0.37).sin() * 9.0).collect();
+        let mut a = row.clone();
+        softmax_scaled(&mut a, 0.125);
+        let mut b = row.clone();
+        let mut out = vec![0u16; 77];
+        softmax_scaled_bf16(&mut b, 0.125, &mut out);
+        for (x, o) in a.iter().zip(&out) {
+            assert_eq!(half::bf16::from_f32(*x).to_bits(), *o);
+        }
     }
 
     #[test]
