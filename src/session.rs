@@ -136,8 +136,10 @@ impl Session {
             bf16,
             scratch: &self.scratch,
         };
-        // A few tiles at a time bounds activation memory; GEMMs stay large enough to be efficient.
-        const BATCH: usize = 4;
+        // One tile at a time: its activations stay in L2 while every weight block passes over
+        // them, which beat batches of 4 (13 tiles, 256M shapes: bf16 7.3 → 6.4 s, f32 14.9 →
+        // 13.8 s), and activation memory stays that of one tile.
+        const BATCH: usize = 1;
         let (mut vis, mut feats) = (Vec::new(), Vec::new());
         let mut t = 0;
         while t < n_tiles {
