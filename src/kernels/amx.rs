@@ -6,7 +6,7 @@
 //! are 16 rows of W (as stored), B tiles 16 k-pairs of 16 activation rows (packed once per
 //! call), and each 16×16 result tile is written back transposed.
 
-use super::avx512::Avx512;
+use super::avx512::{Avx512, Avx512Bf16};
 use super::scratch::{take_u32, Scratch};
 use half::bf16;
 use rayon::prelude::*;
@@ -21,13 +21,13 @@ const KS: usize = 32;
 
 /// Proof that this CPU and OS run AMX-BF16 for this process.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Amx(Avx512);
+pub(crate) struct Amx(Avx512, Avx512Bf16);
 
 impl Amx {
     /// Some(token) when CPUID reports AMX-TILE and AMX-BF16 and the kernel grants the
     /// process the tile data state (asked once per process).
     pub(crate) fn new() -> Option<Amx> {
-        let base = Avx512::new()?;
+        let (base, bf) = (Avx512::new()?, Avx512Bf16::new()?);
         static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         let ok = *OK.get_or_init(|| {
             // CPUID leaf 7 exists wherever AVX512_BF16 was reported (checked first).
@@ -36,7 +36,7 @@ impl Amx {
             let cpu = leaf7.is_some_and(|l| l.edx & (1 << 22) != 0 && l.edx & (1 << 24) != 0);
             cpu && request_tile_state()
         });
-        ok.then_some(Amx(base))
+        ok.then_some(Amx(base, bf))
     }
 }
 
@@ -213,8 +213,21 @@ fn bf16_bits(v: f32) -> u32 {
 
 /// Activation rows r0..r0 + 16 of x [m, k] (row stride ldx; past m: zeros) as kq k-pairs of 16 bf16 pairs,
 /// k zero-padded to 2·kq.
-fn pack_x(x: &[f32], ldx: usize, m: usize, k: usize, r0: usize, kq: usize, out: &mut [u32]) {
+#[allow(clippy::too_many_arguments)]
+fn pack_x(
+    simd: Avx512Bf16,
+    x: &[f32],
+    ldx: usize,
+    m: usize,
+    k: usize,
+    r0: usize,
+    kq: usize,
+    out: &mut [u32],
+) {
     let rows = 16usize.min(m.saturating_sub(r0));
+    if rows == 16 && k.is_multiple_of(32) && 2 * kq == k {
+        return simd.pack16(&x[r0 * ldx..], ldx, k, out);
+    }
     if rows < 16 || !k.is_multiple_of(2) {
         out[..kq * 16].fill(0);
     }
@@ -368,7 +381,7 @@ pub(crate) fn gemm_bf16(
         let xp = take_u32(xbuf, xblocks * kq * 16);
         xp.par_chunks_mut(kq * 16)
             .enumerate()
-            .for_each(|(b, blk)| pack_x(x, k, m, k, b * 16, kq, blk));
+            .for_each(|(b, blk)| pack_x(amx.1, x, k, m, k, b * 16, kq, blk));
         let xp = &*xp;
         let c = Out {
             ptr: out.as_mut_ptr(),
@@ -532,7 +545,7 @@ pub(crate) unsafe fn attention_head(
     to_bf16_rows(q, h.ldq, h.t_q, h.d, qa, dpad);
     let kp = take_u32(&mut slot.packed, (tpad / 16) * (dpad / 2) * 16);
     for (b, blk) in kp.chunks_mut(dpad / 2 * 16).enumerate() {
-        pack_x(k, h.ldk, h.t_kv, h.d, b * 16, dpad / 2, blk);
+        pack_x(amx.1, k, h.ldk, h.t_kv, h.d, b * 16, dpad / 2, blk);
     }
     let scores = super::scratch::take(&mut slot.a, qpad * tpad);
     tiles_nn(
@@ -564,5 +577,34 @@ pub(crate) unsafe fn attention_head(
         // SAFETY: row i < t_q of out holds d floats at stride ldo (the caller's contract).
         let dst = unsafe { std::slice::from_raw_parts_mut(out.add(i * h.ldo), h.d) };
         dst.copy_from_slice(&o[i * dcols..i * dcols + h.d]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vector_packing_matches_the_scalar_rounding() {
+        let Some(t) = Avx512Bf16::new() else {
+            eprintln!("no AVX512_BF16 here: the vector packing is not run");
+            return;
+        };
+        let (k, ldx) = (96usize, 101usize);
+        let x: Vec<f32> = (0..16 * ldx)
+            .map(|i| ((i as f32) * 0.377).sin() * 3.0)
+            .collect();
+        let mut fast = vec![0u32; k / 2 * 16];
+        t.pack16(&x, ldx, k, &mut fast);
+        for p in 0..k / 2 {
+            for r in 0..16 {
+                let b = |c: usize| half::bf16::from_f32(x[r * ldx + c]).to_bits() as u32;
+                assert_eq!(
+                    fast[p * 16 + r],
+                    b(2 * p) | b(2 * p + 1) << 16,
+                    "pair {p} row {r}"
+                );
+            }
+        }
     }
 }

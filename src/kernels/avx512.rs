@@ -280,6 +280,13 @@ fn bh(v: __m512i) -> __m512bh {
     unsafe { std::mem::transmute::<__m512i, __m512bh>(v) }
 }
 
+/// Reinterprets 32 bf16 lanes as integers.
+#[inline(always)]
+fn from_bh(v: __m512bh) -> __m512i {
+    // SAFETY: both are plain 512-bit vectors with no invalid bit patterns.
+    unsafe { std::mem::transmute::<__m512bh, __m512i>(v) }
+}
+
 /// Widens 16 bf16 (as u16) to f32.
 #[target_feature(enable = "avx512f")]
 #[inline]
@@ -418,6 +425,19 @@ unsafe fn put_transposed(t: &[f32; 256], dst: *mut f32, ld: usize, rows: usize, 
         // SAFETY: row i of the 256-float tile.
         *v = unsafe { _mm512_loadu_ps(t.as_ptr().add(16 * i)) };
     }
+    transpose16(&mut r);
+    let m = mask16(rows);
+    for (c, col) in r.iter().enumerate().take(cols) {
+        // SAFETY: column c < cols goes to row c of dst, rows floats; the caller bounds it.
+        unsafe { _mm512_mask_storeu_ps(dst.add(c * ld), m, *col) };
+    }
+}
+
+/// Transposes 16 vectors of 16 lanes in place: afterwards r[c] holds lane c of every input, in
+/// order (bits are moved, never interpreted).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn transpose16(r: &mut [__m512; 16]) {
     let mut s = [_mm512_setzero_ps(); 16];
     for i in 0..8 {
         s[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
@@ -441,11 +461,40 @@ unsafe fn put_transposed(t: &[f32; 256], dst: *mut f32, ld: usize, rows: usize, 
         r[j] = _mm512_shuffle_f32x4::<0x88>(s[j], s[j + 8]);
         r[j + 8] = _mm512_shuffle_f32x4::<0xdd>(s[j], s[j + 8]);
     }
-    // r[c] now holds column c of the tile.
-    let m = mask16(rows);
-    for (c, col) in r.iter().enumerate().take(cols) {
-        // SAFETY: column c < cols goes to row c of dst, rows floats; the caller bounds it.
-        unsafe { _mm512_mask_storeu_ps(dst.add(c * ld), m, *col) };
+}
+
+impl Avx512Bf16 {
+    /// Packs 16 full activation rows (row stride ldx) for the AMX B tiles: out[p·16 + r] holds
+    /// x[r][2p] | x[r][2p + 1] << 16 in bf16 (nearest even) for p < k/2; k a multiple of 32.
+    pub(crate) fn pack16(self, x: &[f32], ldx: usize, k: usize, out: &mut [u32]) {
+        assert!(k.is_multiple_of(32) && x.len() >= 15 * ldx + k && out.len() >= k / 2 * 16);
+        // SAFETY: the token proves AVX-512F and AVX512_BF16; the assert bounds every access.
+        unsafe { pack16(x.as_ptr(), ldx, k, out.as_mut_ptr()) }
+    }
+}
+
+/// # Safety
+/// AVX-512F and AVX512_BF16; x valid for 16 rows of k floats at stride ldx, out for k/2·16 u32.
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn pack16(x: *const f32, ldx: usize, k: usize, out: *mut u32) {
+    for g in 0..k / 32 {
+        let mut r = [_mm512_setzero_ps(); 16];
+        for (i, v) in r.iter_mut().enumerate() {
+            // SAFETY: row i, floats 32g..32g + 32 < k.
+            let (lo, hi) = unsafe {
+                (
+                    _mm512_loadu_ps(x.add(i * ldx + 32 * g)),
+                    _mm512_loadu_ps(x.add(i * ldx + 32 * g + 16)),
+                )
+            };
+            // 32 bf16, lo's 16 first: lane j holds the pair (2j, 2j + 1) of this row's group.
+            *v = _mm512_castsi512_ps(from_bh(_mm512_cvtne2ps_pbh(hi, lo)));
+        }
+        transpose16(&mut r);
+        for (j, v) in r.iter().enumerate() {
+            // SAFETY: pair 16g + j < k/2, 16 u32 each.
+            unsafe { _mm512_storeu_ps(out.add((16 * g + j) * 16) as *mut f32, *v) };
+        }
     }
 }
 
