@@ -360,46 +360,78 @@ pub(crate) fn gemm_bf16(
     n: usize,
     out: &mut [f32],
 ) {
-    assert!(
-        x.len() == m * k && w.len() == n * k && out.len() == m * n,
-        "amx gemm sizes"
-    );
-    if m == 0 || n == 0 {
+    assert_eq!(w.len(), n * k, "amx gemm weight size");
+    gemm_parts(amx, scratch, x, m, k, [(w, out)]);
+}
+
+/// Several products of the same x (q/k/v, gate/up): x is packed once and the weight blocks of
+/// all parts are the tasks of one parallel pass. Part i: out_i [m, n_i] = x · w_iᵀ, w_i [n_i, k].
+pub(crate) fn gemm_parts<const N: usize>(
+    amx: Amx,
+    scratch: &Scratch,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    mut parts: [(&[bf16], &mut [f32]); N],
+) {
+    assert_eq!(x.len(), m * k, "amx gemm input size");
+    let ns: [usize; N] = std::array::from_fn(|i| parts[i].0.len() / k.max(1));
+    for (i, (w, o)) in parts.iter().enumerate() {
+        assert!(
+            w.len() == ns[i] * k && o.len() == m * ns[i],
+            "amx gemm sizes"
+        );
+    }
+    if m == 0 || k == 0 {
         return;
     }
     let kpad = k.next_multiple_of(KS);
     let kq = kpad / 2;
     let xblocks = m.div_ceil(XB) * 2;
-    let wblocks = n.div_ceil(WB);
-    let threads = rayon::current_num_threads().max(1);
     let pairs = xblocks / 2;
-    let chunks = (2 * threads).div_ceil(wblocks).clamp(1, pairs);
+    // Task t < Σ blocks_i · chunks: part, weight block, chunk of activation pairs.
+    let blocks: [usize; N] = std::array::from_fn(|i| ns[i].div_ceil(WB));
+    let total: usize = blocks.iter().sum();
+    let threads = rayon::current_num_threads().max(1);
+    let chunks = (2 * threads).div_ceil(total.max(1)).clamp(1, pairs);
     let per_chunk = pairs.div_ceil(chunks);
-    // Weight blocks read in place need whole tiles: 32 rows and k a multiple of 32.
-    let in_place = |j0: usize| j0 + WB <= n && k.is_multiple_of(KS);
+    let mut ptrs = [std::ptr::null_mut::<f32>(); N];
+    for (p, (_, o)) in ptrs.iter_mut().zip(parts.iter_mut()) {
+        *p = o.as_mut_ptr();
+    }
+    // From here on the outputs are written only through these pointers.
+    let outs: [Out; N] = std::array::from_fn(|i| Out {
+        ptr: ptrs[i],
+        m,
+        n: ns[i],
+        ld: ns[i],
+    });
+    let ws: [&[bf16]; N] = std::array::from_fn(|i| parts[i].0);
     scratch.with_shared(|xbuf| {
         let xp = take_u32(xbuf, xblocks * kq * 16);
         xp.par_chunks_mut(kq * 16)
             .enumerate()
             .for_each(|(b, blk)| pack_x(amx.1, x, k, m, k, b * 16, kq, blk));
         let xp = &*xp;
-        let c = Out {
-            ptr: out.as_mut_ptr(),
-            m,
-            n,
-            ld: n,
-        };
-        let c = &c;
-        (0..wblocks * chunks).into_par_iter().for_each(|task| {
-            let (wb, ch) = (task / chunks, task % chunks);
+        let (outs, ws) = (&outs, &ws);
+        (0..total * chunks).into_par_iter().for_each(|task| {
+            let (mut wb, ch) = (task / chunks, task % chunks);
+            let mut part = 0;
+            while wb >= blocks[part] {
+                wb -= blocks[part];
+                part += 1;
+            }
+            let (w, n, c) = (ws[part], ns[part], &outs[part]);
             let j0 = wb * WB;
             let (p0, p1) = (ch * per_chunk, ((ch + 1) * per_chunk).min(pairs));
             if p0 >= p1 {
                 return;
             }
+            // Weight blocks read in place need whole tiles: 32 rows and k a multiple of 32.
+            let in_place = j0 + WB <= n && k.is_multiple_of(KS);
             scratch.with(|slot| {
                 // A source: W in place, or a zero-padded copy [32, kpad] of its rows.
-                let (a, sa): (&[bf16], usize) = if in_place(j0) {
+                let (a, sa): (&[bf16], usize) = if in_place {
                     (&w[j0 * k..(j0 + WB) * k], k)
                 } else {
                     let pad = take_u32(&mut slot.packed, WB * kpad / 2);

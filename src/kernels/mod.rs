@@ -187,6 +187,20 @@ pub(crate) fn linear_fused<const N: usize>(
     parts: [(&Tensor, &mut [f32]); N],
 ) {
     let k = x.len() / m.max(1);
+    // Many rows in the bf16 mode on AMX: one packing of x, one parallel pass for all parts.
+    #[cfg(target_arch = "x86_64")]
+    if let (true, Some(amx)) = (ex.bf16 && m > MATVEC_MAX_ROWS, amx_for(ex.isa)) {
+        if parts
+            .iter()
+            .all(|(w, o)| matches!(w.view(), View::BF16(_)) && o.len() * k == m * w.numel())
+        {
+            let parts = parts.map(|(w, o)| match w.view() {
+                View::BF16(wb) => (wb, o),
+                _ => unreachable!("checked above"),
+            });
+            return amx::gemm_parts(amx, ex.scratch, x, m, k, parts);
+        }
+    }
     let fusable = m == 1
         && parts.iter().all(|(w, o)| {
             matches!(w.view(), View::BF16(_) | View::F16(_))

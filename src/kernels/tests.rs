@@ -458,3 +458,52 @@ fn bf16_attention_on_tiles_matches_a_rounded_direct_sum() {
     }
     eprintln!("tile attention: worst {worst:.2e} from the bf16-rounded reference");
 }
+
+#[test]
+fn fused_products_equal_separate_ones_in_every_variant_and_mode() {
+    let scratch = Scratch::new(rayon::current_num_threads());
+    let k = 96;
+    let ws: Vec<Tensor> = [70usize, 33, 33]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let w = wave(n * k, 0.05 + 0.01 * i as f32, 0.3)
+                .into_iter()
+                .map(bf16::from_f32)
+                .collect();
+            Tensor::owned_bf16("w", vec![n, k], w)
+        })
+        .collect();
+    for isa in variants() {
+        for bf16 in [false, true] {
+            for m in [1usize, 3, 40] {
+                let x = wave(m * k, 0.23, 0.7);
+                let ex = Exec {
+                    isa,
+                    bf16,
+                    scratch: &scratch,
+                };
+                let mut sep: Vec<Vec<f32>> = ws.iter().map(|w| vec![0.0; m * w.shape[0]]).collect();
+                for (w, o) in ws.iter().zip(sep.iter_mut()) {
+                    linear(ex, &x, m, w, None, o);
+                }
+                let mut fused: Vec<Vec<f32>> =
+                    ws.iter().map(|w| vec![0.0; m * w.shape[0]]).collect();
+                let [a, b, c] = &mut fused[..] else {
+                    unreachable!()
+                };
+                linear_fused(
+                    ex,
+                    &x,
+                    m,
+                    [
+                        (&ws[0], &mut a[..]),
+                        (&ws[1], &mut b[..]),
+                        (&ws[2], &mut c[..]),
+                    ],
+                );
+                assert_eq!(sep, fused, "{isa:?} bf16={bf16} m={m}");
+            }
+        }
+    }
+}
