@@ -4,6 +4,7 @@
 //! call into MR-row blocks (f32, or bf16 pairs for the bf16 mode).
 
 use super::avx512::{Avx512, Avx512Bf16, MR, NR};
+use super::math::bf16_bits;
 use super::scratch::{take_u32, Scratch};
 use half::bf16;
 use rayon::prelude::*;
@@ -20,12 +21,6 @@ pub(crate) enum Micro {
 /// Panel rows (`kp`) for a depth of k: k rounded up to pairs.
 fn pairs(k: usize) -> usize {
     k.div_ceil(2)
-}
-
-/// Bits of `v` rounded to bf16 (round to nearest even, as torch's `.to(bfloat16)`).
-#[inline]
-pub(crate) fn bf16_bits(v: f32) -> u32 {
-    bf16::from_f32(v).to_bits() as u32
 }
 
 /// Packs output columns j0..j0 + NR of w [n, k] (past n: zeros) as kp rows of NR pairs.
@@ -110,9 +105,7 @@ pub(crate) fn gemm_bf16(
     let blocks = m.div_ceil(MR);
     let panels = n.div_ceil(NR);
     // Few panels (narrow outputs): also split the rows so every thread has work.
-    let threads = rayon::current_num_threads().max(1);
-    let row_chunks = (2 * threads).div_ceil(panels).clamp(1, blocks);
-    let per_chunk = blocks.div_ceil(row_chunks);
+    let (row_chunks, per_chunk) = super::row_split(panels, blocks);
     let block_len = match micro {
         Micro::F32(_) => 2 * kp * MR,
         Micro::Bf16(_) => kp * MR,

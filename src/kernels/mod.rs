@@ -144,6 +144,17 @@ impl Rows<'_> {
     }
 }
 
+/// How a GEMM with `col_tasks` column blocks splits its `row_units` row blocks too, so the pool
+/// gets about two tasks per thread even for narrow outputs: (row chunks, row units per chunk).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn row_split(col_tasks: usize, row_units: usize) -> (usize, usize) {
+    let threads = rayon::current_num_threads().max(1);
+    let chunks = (2 * threads)
+        .div_ceil(col_tasks.max(1))
+        .clamp(1, row_units.max(1));
+    (chunks, row_units.div_ceil(chunks))
+}
+
 /// Rows at or below this count use the matrix-vector path; above it a GEMM.
 const MATVEC_MAX_ROWS: usize = 4;
 /// Output features per matrix-vector task.
@@ -230,24 +241,9 @@ pub(crate) fn linear_fused<const N: usize>(
     if ex.bf16 && all_bf16 {
         #[cfg(target_arch = "x86_64")]
         if let Some(t) = native_bf16_for(ex.isa) {
-            return ex.scratch.with_staging(|buf| {
-                let xb = &mut bytemuck::cast_slice_mut::<u32, bf16>(scratch::take_u32(
-                    buf,
-                    k.div_ceil(2),
-                ))[..k];
-                for (d, s) in xb.iter_mut().zip(x) {
-                    *d = bf16::from_f32(*s);
-                }
-                run(Rows::Native(t, xb), x)
-            });
+            return with_bf16_copy(ex.scratch, x, |xb| run(Rows::Native(t, xb), x));
         }
-        return ex.scratch.with_staging(|buf| {
-            let xr = bytemuck::cast_slice_mut::<u32, f32>(scratch::take_u32(buf, k));
-            for (d, s) in xr.iter_mut().zip(x) {
-                *d = bf16::from_f32(*s).to_f32();
-            }
-            run(rows_f32(ex.isa), xr)
-        });
+        return with_rounded_copy(ex.scratch, x, |xr| run(rows_f32(ex.isa), xr));
     }
     run(rows_f32(ex.isa), x)
 }
@@ -271,26 +267,38 @@ fn linear_bf16(ex: Exec, x: &[f32], m: usize, k: usize, w: &[bf16], n: usize, ou
         } else if m > MATVEC_MAX_ROWS {
             gemm::gemm_bf16(gemm::Micro::Bf16(t), ex.scratch, x, m, k, w, n, out);
         } else {
-            ex.scratch.with_staging(|buf| {
-                let xb = &mut bytemuck::cast_slice_mut::<u32, bf16>(scratch::take_u32(
-                    buf,
-                    (m * k).div_ceil(2),
-                ))[..m * k];
-                for (d, s) in xb.iter_mut().zip(x) {
-                    *d = bf16::from_f32(*s);
-                }
-                matvec(Rows::Native(t, xb), x, m, k, View::BF16(w), n, out);
+            with_bf16_copy(ex.scratch, x, |xb| {
+                matvec(Rows::Native(t, xb), x, m, k, View::BF16(w), n, out)
             });
         }
         return;
     }
-    ex.scratch.with_staging(|buf| {
-        let xr = bytemuck::cast_slice_mut::<u32, f32>(scratch::take_u32(buf, m * k));
-        for (d, s) in xr.iter_mut().zip(x) {
-            *d = bf16::from_f32(*s).to_f32();
-        }
-        linear_f32(ex, xr, m, k, View::BF16(w), n, out);
+    with_rounded_copy(ex.scratch, x, |xr| {
+        linear_f32(ex, xr, m, k, View::BF16(w), n, out)
     });
+}
+
+/// Runs `f` on x rounded to bf16, in the scratch's staging buffer.
+fn with_bf16_copy<R>(scratch: &Scratch, x: &[f32], f: impl FnOnce(&[bf16]) -> R) -> R {
+    scratch.with_staging(|buf| {
+        let u = scratch::take_u32(buf, x.len().div_ceil(2));
+        let xb = &mut bytemuck::cast_slice_mut::<u32, u16>(u)[..x.len()];
+        for (d, s) in xb.iter_mut().zip(x) {
+            *d = math::bf16_bits(*s) as u16;
+        }
+        f(bytemuck::cast_slice(xb))
+    })
+}
+
+/// Runs `f` on x rounded to bf16 and widened back to f32 (the bf16 mode on f32 kernels).
+fn with_rounded_copy<R>(scratch: &Scratch, x: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
+    scratch.with_staging(|buf| {
+        let xr = scratch::take_u32(buf, x.len());
+        for (d, s) in xr.iter_mut().zip(x) {
+            *d = math::bf16_bits(*s) << 16;
+        }
+        f(bytemuck::cast_slice(xr))
+    })
 }
 
 /// The f32 mode: f32 activations and accumulation over weights widened exactly.

@@ -19,7 +19,7 @@ pub(crate) struct Avx512(());
 
 /// Proof that this CPU also has AVX512_BF16.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Avx512Bf16(#[allow(dead_code)] Avx512);
+pub(crate) struct Avx512Bf16(());
 
 impl Avx512 {
     /// Some(token) when the CPU supports the variant.
@@ -84,13 +84,14 @@ impl Avx512 {
 impl Avx512Bf16 {
     /// Some(token) when the CPU supports the variant.
     pub(crate) fn new() -> Option<Avx512Bf16> {
-        let base = Avx512::new()?;
-        is_x86_feature_detected!("avx512bf16").then_some(Avx512Bf16(base))
+        Avx512::new()?;
+        is_x86_feature_detected!("avx512bf16").then_some(Avx512Bf16(()))
     }
 
-    /// Whether `vdpbf16ps` outruns f32 FMAs on this CPU (twice the rate on Zen 4; half of it on
-    /// Sapphire Rapids, where AMX does bf16). Timed once per process on one microkernel tile
-    /// (about 0.1 ms), best of several rounds so a busy core does not decide it.
+    /// Whether `vdpbf16ps` outruns f32 FMAs on this CPU: CPUs differ (on the Sapphire Rapids-class
+    /// Xeon this was developed on, its GEMM ran at 78–82 GFLOP/s per core against 140–146 for the
+    /// f32 one; AMX is that CPU's bf16 engine). Timed once per process on one microkernel tile,
+    /// best of several rounds so a busy core does not decide it.
     pub(crate) fn outruns_f32(self) -> bool {
         static FASTER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *FASTER.get_or_init(|| {
@@ -396,144 +397,5 @@ unsafe fn dots_native<const M: usize>(
     out
 }
 
-impl Avx512 {
-    /// Writes the transpose of a 16×16 f32 tile `t` (row-major): dst[c·ld + r] = t[r·16 + c]
-    /// for c < cols, r < rows.
-    ///
-    /// # Safety
-    /// `dst` is valid for writes of `cols` rows of `rows` floats at stride `ld`, and nothing
-    /// else touches those floats during the call.
-    pub(crate) unsafe fn put_transposed(
-        self,
-        t: &[f32; 256],
-        dst: *mut f32,
-        ld: usize,
-        rows: usize,
-        cols: usize,
-    ) {
-        // SAFETY: the token proves AVX-512F; the caller bounds the writes.
-        unsafe { put_transposed(t, dst, ld, rows.min(16), cols.min(16)) }
-    }
-}
-
-/// # Safety
-/// AVX-512F; as [`Avx512::put_transposed`].
-#[target_feature(enable = "avx512f")]
-unsafe fn put_transposed(t: &[f32; 256], dst: *mut f32, ld: usize, rows: usize, cols: usize) {
-    let mut r = [_mm512_setzero_ps(); 16];
-    for (i, v) in r.iter_mut().enumerate() {
-        // SAFETY: row i of the 256-float tile.
-        *v = unsafe { _mm512_loadu_ps(t.as_ptr().add(16 * i)) };
-    }
-    transpose16(&mut r);
-    let m = mask16(rows);
-    for (c, col) in r.iter().enumerate().take(cols) {
-        // SAFETY: column c < cols goes to row c of dst, rows floats; the caller bounds it.
-        unsafe { _mm512_mask_storeu_ps(dst.add(c * ld), m, *col) };
-    }
-}
-
-/// Transposes 16 vectors of 16 lanes in place: afterwards r[c] holds lane c of every input, in
-/// order (bits are moved, never interpreted).
-#[target_feature(enable = "avx512f")]
-#[inline]
-fn transpose16(r: &mut [__m512; 16]) {
-    let mut s = [_mm512_setzero_ps(); 16];
-    for i in 0..8 {
-        s[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        s[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    let pd = _mm512_castps_pd;
-    let ps = _mm512_castpd_ps;
-    for i in 0..4 {
-        r[4 * i] = ps(_mm512_unpacklo_pd(pd(s[4 * i]), pd(s[4 * i + 2])));
-        r[4 * i + 1] = ps(_mm512_unpackhi_pd(pd(s[4 * i]), pd(s[4 * i + 2])));
-        r[4 * i + 2] = ps(_mm512_unpacklo_pd(pd(s[4 * i + 1]), pd(s[4 * i + 3])));
-        r[4 * i + 3] = ps(_mm512_unpackhi_pd(pd(s[4 * i + 1]), pd(s[4 * i + 3])));
-    }
-    for i in 0..2 {
-        for j in 0..4 {
-            s[8 * i + j] = _mm512_shuffle_f32x4::<0x88>(r[8 * i + j], r[8 * i + j + 4]);
-            s[8 * i + j + 4] = _mm512_shuffle_f32x4::<0xdd>(r[8 * i + j], r[8 * i + j + 4]);
-        }
-    }
-    for j in 0..8 {
-        r[j] = _mm512_shuffle_f32x4::<0x88>(s[j], s[j + 8]);
-        r[j + 8] = _mm512_shuffle_f32x4::<0xdd>(s[j], s[j + 8]);
-    }
-}
-
-impl Avx512Bf16 {
-    /// Packs 16 full activation rows (row stride ldx) for the AMX B tiles: out[p·16 + r] holds
-    /// x[r][2p] | x[r][2p + 1] << 16 in bf16 (nearest even) for p < k/2; k a multiple of 32.
-    pub(crate) fn pack16(self, x: &[f32], ldx: usize, k: usize, out: &mut [u32]) {
-        assert!(k.is_multiple_of(32) && x.len() >= 15 * ldx + k && out.len() >= k / 2 * 16);
-        // SAFETY: the token proves AVX-512F and AVX512_BF16; the assert bounds every access.
-        unsafe { pack16(x.as_ptr(), ldx, k, out.as_mut_ptr()) }
-    }
-}
-
-/// # Safety
-/// AVX-512F and AVX512_BF16; x valid for 16 rows of k floats at stride ldx, out for k/2·16 u32.
-#[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn pack16(x: *const f32, ldx: usize, k: usize, out: *mut u32) {
-    for g in 0..k / 32 {
-        let mut r = [_mm512_setzero_ps(); 16];
-        for (i, v) in r.iter_mut().enumerate() {
-            // SAFETY: row i, floats 32g..32g + 32 < k.
-            let (lo, hi) = unsafe {
-                (
-                    _mm512_loadu_ps(x.add(i * ldx + 32 * g)),
-                    _mm512_loadu_ps(x.add(i * ldx + 32 * g + 16)),
-                )
-            };
-            // 32 bf16, lo's 16 first: lane j holds the pair (2j, 2j + 1) of this row's group.
-            *v = _mm512_castsi512_ps(from_bh(_mm512_cvtne2ps_pbh(hi, lo)));
-        }
-        transpose16(&mut r);
-        for (j, v) in r.iter().enumerate() {
-            // SAFETY: pair 16g + j < k/2, 16 u32 each.
-            unsafe { _mm512_storeu_ps(out.add((16 * g + j) * 16) as *mut f32, *v) };
-        }
-    }
-}
-
-/// Elementwise functions compiled with AVX-512 (the bodies are in `math.rs`).
-impl Avx512 {
-    pub(crate) fn gelu(self, x: &mut [f32]) {
-        // SAFETY: the token proves the features these functions are compiled for.
-        unsafe { gelu_512(x) }
-    }
-    pub(crate) fn silu_mul(self, gate: &mut [f32], up: &[f32]) {
-        // SAFETY: as above.
-        unsafe { silu_mul_512(gate, up) }
-    }
-    pub(crate) fn softmax_scaled(self, row: &mut [f32], scale: f32) {
-        // SAFETY: as above.
-        unsafe { softmax_512(row, scale) }
-    }
-    pub(crate) fn softmax_scaled_bf16(self, row: &mut [f32], scale: f32, out: &mut [u16]) {
-        // SAFETY: as above.
-        unsafe { softmax_bf16_512(row, scale, out) }
-    }
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-fn gelu_512(x: &mut [f32]) {
-    super::math::gelu_slice(x)
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-fn silu_mul_512(gate: &mut [f32], up: &[f32]) {
-    super::math::silu_mul_slice(gate, up)
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-fn softmax_512(row: &mut [f32], scale: f32) {
-    super::math::softmax_scaled(row, scale)
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-fn softmax_bf16_512(row: &mut [f32], scale: f32, out: &mut [u16]) {
-    super::math::softmax_scaled_bf16(row, scale, out)
-}
+mod elementwise;
+mod tiles;

@@ -1,0 +1,107 @@
+//! Register-level data movement for the AMX paths: the 16×16 transpose, transposed tile
+//! stores and the bf16 packing of activation rows.
+
+use super::{from_bh, mask16, Avx512, Avx512Bf16};
+use std::arch::x86_64::*;
+
+impl Avx512 {
+    /// Writes the transpose of a 16×16 f32 tile `t` (row-major): dst[c·ld + r] = t[r·16 + c]
+    /// for c < cols, r < rows.
+    ///
+    /// # Safety
+    /// `dst` is valid for writes of `cols` rows of `rows` floats at stride `ld`, and nothing
+    /// else touches those floats during the call.
+    pub(crate) unsafe fn put_transposed(
+        self,
+        t: &[f32; 256],
+        dst: *mut f32,
+        ld: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        // SAFETY: the token proves AVX-512F; the caller bounds the writes.
+        unsafe { put_transposed(t, dst, ld, rows.min(16), cols.min(16)) }
+    }
+}
+
+/// # Safety
+/// AVX-512F; as [`Avx512::put_transposed`].
+#[target_feature(enable = "avx512f")]
+unsafe fn put_transposed(t: &[f32; 256], dst: *mut f32, ld: usize, rows: usize, cols: usize) {
+    let mut r = [_mm512_setzero_ps(); 16];
+    for (i, v) in r.iter_mut().enumerate() {
+        // SAFETY: row i of the 256-float tile.
+        *v = unsafe { _mm512_loadu_ps(t.as_ptr().add(16 * i)) };
+    }
+    transpose16(&mut r);
+    let m = mask16(rows);
+    for (c, col) in r.iter().enumerate().take(cols) {
+        // SAFETY: column c < cols goes to row c of dst, rows floats; the caller bounds it.
+        unsafe { _mm512_mask_storeu_ps(dst.add(c * ld), m, *col) };
+    }
+}
+
+/// Transposes 16 vectors of 16 lanes in place: afterwards r[c] holds lane c of every input, in
+/// order (bits are moved, never interpreted).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn transpose16(r: &mut [__m512; 16]) {
+    let mut s = [_mm512_setzero_ps(); 16];
+    for i in 0..8 {
+        s[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        s[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    let pd = _mm512_castps_pd;
+    let ps = _mm512_castpd_ps;
+    for i in 0..4 {
+        r[4 * i] = ps(_mm512_unpacklo_pd(pd(s[4 * i]), pd(s[4 * i + 2])));
+        r[4 * i + 1] = ps(_mm512_unpackhi_pd(pd(s[4 * i]), pd(s[4 * i + 2])));
+        r[4 * i + 2] = ps(_mm512_unpacklo_pd(pd(s[4 * i + 1]), pd(s[4 * i + 3])));
+        r[4 * i + 3] = ps(_mm512_unpackhi_pd(pd(s[4 * i + 1]), pd(s[4 * i + 3])));
+    }
+    for i in 0..2 {
+        for j in 0..4 {
+            s[8 * i + j] = _mm512_shuffle_f32x4::<0x88>(r[8 * i + j], r[8 * i + j + 4]);
+            s[8 * i + j + 4] = _mm512_shuffle_f32x4::<0xdd>(r[8 * i + j], r[8 * i + j + 4]);
+        }
+    }
+    for j in 0..8 {
+        r[j] = _mm512_shuffle_f32x4::<0x88>(s[j], s[j + 8]);
+        r[j + 8] = _mm512_shuffle_f32x4::<0xdd>(s[j], s[j + 8]);
+    }
+}
+
+impl Avx512Bf16 {
+    /// Packs 16 full activation rows (row stride ldx) for the AMX B tiles: out[p·16 + r] holds
+    /// x[r][2p] | x[r][2p + 1] << 16 in bf16 (nearest even) for p < k/2; k a multiple of 32.
+    pub(crate) fn pack16(self, x: &[f32], ldx: usize, k: usize, out: &mut [u32]) {
+        assert!(k.is_multiple_of(32) && x.len() >= 15 * ldx + k && out.len() >= k / 2 * 16);
+        // SAFETY: the token proves AVX-512F and AVX512_BF16; the assert bounds every access.
+        unsafe { pack16(x.as_ptr(), ldx, k, out.as_mut_ptr()) }
+    }
+}
+
+/// # Safety
+/// AVX-512F and AVX512_BF16; x valid for 16 rows of k floats at stride ldx, out for k/2·16 u32.
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn pack16(x: *const f32, ldx: usize, k: usize, out: *mut u32) {
+    for g in 0..k / 32 {
+        let mut r = [_mm512_setzero_ps(); 16];
+        for (i, v) in r.iter_mut().enumerate() {
+            // SAFETY: row i, floats 32g..32g + 32 < k.
+            let (lo, hi) = unsafe {
+                (
+                    _mm512_loadu_ps(x.add(i * ldx + 32 * g)),
+                    _mm512_loadu_ps(x.add(i * ldx + 32 * g + 16)),
+                )
+            };
+            // 32 bf16, lo's 16 first: lane j holds the pair (2j, 2j + 1) of this row's group.
+            *v = _mm512_castsi512_ps(from_bh(_mm512_cvtne2ps_pbh(hi, lo)));
+        }
+        transpose16(&mut r);
+        for (j, v) in r.iter().enumerate() {
+            // SAFETY: pair 16g + j < k/2, 16 u32 each.
+            unsafe { _mm512_storeu_ps(out.add((16 * g + j) * 16) as *mut f32, *v) };
+        }
+    }
+}
