@@ -50,13 +50,14 @@ pub(crate) fn attention(
     };
     let blocks = ColumnBlocks::new(out, s.t_q, s.n_heads * d, ldo);
     #[cfg(target_arch = "x86_64")]
-    let softmax_bf16 = |i: usize, row: &mut [f32], p: &mut [u16]| {
+    let softmax_bf16 = |i: usize, row: &[f32], p: &mut [u16]| {
         let visible = match s.causal_offset {
             Some(o) => (o + i + 1).min(s.t_kv),
             None => s.t_kv,
         };
-        simd.softmax_scaled_bf16(&mut row[..visible], scale, &mut p[..visible]);
+        let inv = simd.softmax_scaled_bf16(&row[..visible], scale, &mut p[..visible]);
         p[visible..].fill(0);
+        inv
     };
     #[cfg(target_arch = "x86_64")]
     if let (true, true, Some(amx)) = (bf16, s.t_q >= 16, super::amx_for(isa)) {

@@ -436,7 +436,7 @@ impl Simd {
     }
 
     /// Softmax of `row` scaled by `scale` as bf16 bits in `out` (`row` is clobbered).
-    pub(crate) fn softmax_scaled_bf16(self, row: &mut [f32], scale: f32, out: &mut [u16]) {
+    pub(crate) fn softmax_scaled_bf16(self, row: &[f32], scale: f32, out: &mut [u16]) -> f32 {
         match self {
             #[cfg(target_arch = "x86_64")]
             Simd::Avx512(t) => t.softmax_scaled_bf16(row, scale, out),

@@ -1,8 +1,7 @@
 //! One head of attention on AMX tiles in the bf16 mode (q·kᵀ and P·v, f32 softmax).
 
 use super::{pack_x, Amx, Tiles, KS, XB};
-use crate::kernels::math::bf16_bits;
-use crate::kernels::scratch::take_u32;
+use crate::kernels::scratch::{take, take_u32};
 use half::bf16;
 use std::arch::asm;
 
@@ -79,41 +78,9 @@ fn tiles_nn(
     }
 }
 
-/// Columns of v [rows, cols] (row stride ldv; past rows/cols: zeros) as pack_x packs rows of
-/// vᵀ: blocks of 16 columns, kq pairs of rows each.
-fn pack_cols(
-    v: &[f32],
-    ldv: usize,
-    rows: usize,
-    cols: usize,
-    kq: usize,
-    blocks: usize,
-    out: &mut [u32],
-) {
-    out[..blocks * kq * 16].fill(0);
-    for t in 0..rows {
-        let shift = 16 * (t % 2);
-        for (c, x) in v[t * ldv..t * ldv + cols].iter().enumerate() {
-            out[(c / 16) * kq * 16 + (t / 2) * 16 + c % 16] |= bf16_bits(*x) << shift;
-        }
-    }
-}
-
-/// Rows of x [rows, cols] (stride ldx) rounded to bf16 into out [rows_pad, ld] (zeros past).
-fn to_bf16_rows(x: &[f32], ldx: usize, rows: usize, cols: usize, out: &mut [bf16], ld: usize) {
-    out.fill(bf16::ZERO);
-    for r in 0..rows {
-        for (d, s) in out[r * ld..r * ld + cols]
-            .iter_mut()
-            .zip(&x[r * ldx..r * ldx + cols])
-        {
-            *d = bf16::from_bits(bf16_bits(*s) as u16);
-        }
-    }
-}
-
-/// The caller's row softmax: (row index, scores row, bf16 bits of P out).
-pub(crate) type SoftmaxRow<'a> = dyn Fn(usize, &mut [f32], &mut [u16]) + 'a;
+/// The caller's row softmax: (row index, scores row, bf16 bits of the unnormalised P out) →
+/// the factor of that output row (1/Σ).
+pub(crate) type SoftmaxRow<'a> = dyn Fn(usize, &[f32], &mut [u16]) -> f32 + 'a;
 
 /// Sizes and strides of one head of attention (see [`attention_head`]).
 #[derive(Clone, Copy)]
@@ -127,10 +94,10 @@ pub(crate) struct Head {
     pub ldo: usize,
 }
 
-/// One head of attention in the bf16 mode on one thread: S = q·kᵀ on tiles (q, k rounded to
-/// bf16), `softmax(i, S row i, P row i)` in f32 by the caller's function (which masks and
-/// writes P in bf16, zeros included), then
-/// out = P·v on tiles (P, v rounded to bf16), f32 accumulation throughout.
+/// One head of attention in the bf16 mode on one thread, 32 query rows at a time: S = q·kᵀ on
+/// tiles (q, k rounded to bf16), `softmax(i, S row i, P row i)` in f32 by the caller's
+/// function (which masks and writes the unnormalised P in bf16, zeros included, and returns
+/// 1/Σ), then out = (P·v)·(1/Σ) on tiles (v rounded to bf16), f32 accumulation throughout.
 ///
 /// # Safety
 /// `out` is valid for writes of t_q rows of d floats at stride ldo, and nothing else touches
@@ -152,44 +119,57 @@ pub(crate) unsafe fn attention_head(
     assert!(v.len() >= span(h.t_kv, h.ldv, h.d));
     let dpad = h.d.next_multiple_of(KS);
     let tpad = h.t_kv.next_multiple_of(KS);
-    let qpad = h.t_q.next_multiple_of(XB);
     let tiles = Tiles::config(amx);
-    // S [qpad, tpad] = q·kᵀ: A = q rows in bf16, B = k rows packed.
-    let qa: &mut [bf16] = bytemuck::cast_slice_mut(take_u32(&mut slot.b32, qpad * dpad / 2));
-    to_bf16_rows(q, h.ldq, h.t_q, h.d, qa, dpad);
-    let kp = take_u32(&mut slot.packed, (tpad / 16) * (dpad / 2) * 16);
+    // B operands, packed once per head: k's rows for S = q·kᵀ, v's columns (along the keys)
+    // for O = P·v.
+    let dcols = h.d.next_multiple_of(XB);
+    let kv = take_u32(
+        &mut slot.packed,
+        (tpad / 16) * (dpad / 2) * 16 + (dcols / 16) * (tpad / 2) * 16,
+    );
+    let (kp, vp) = kv.split_at_mut((tpad / 16) * (dpad / 2) * 16);
     for (b, blk) in kp.chunks_mut(dpad / 2 * 16).enumerate() {
         pack_x(amx.1, k, h.ldk, h.t_kv, h.d, b * 16, dpad / 2, blk);
     }
-    let scores = crate::kernels::scratch::take(&mut slot.a, qpad * tpad);
-    tiles_nn(
-        &tiles,
-        qa,
-        dpad,
-        qpad / 32,
-        kp,
-        tpad / 32,
-        dpad,
-        scores,
-        tpad,
-    );
-    // P = softmax(S) in bf16 [qpad, tpad]; padding columns and rows are zero.
-    let pa: &mut [bf16] = bytemuck::cast_slice_mut(take_u32(&mut slot.b32, qpad * tpad / 2));
+    amx.0
+        .pack_cols(v, h.ldv, h.t_kv, h.d, tpad / 2, dcols / 16, vp);
+    // 32 query rows at a time, so their scores (32 × tpad f32), P and output stay in L2
+    // instead of a t_q × t_kv matrix passing through memory.
+    // Row strides padded by a cache line: at a power-of-two stride the 16 rows of a tile
+    // share L1 sets.
+    let (lds, ldp) = (tpad + 16, tpad + 32);
+    let qa: &mut [bf16] = bytemuck::cast_slice_mut(take_u32(&mut slot.b32, XB * (dpad + ldp) / 2));
+    let (qa, pa) = qa.split_at_mut(XB * dpad);
     pa.fill(bf16::ZERO);
-    let pbits: &mut [u16] = bytemuck::cast_slice_mut(pa);
-    for i in 0..h.t_q {
-        let row = &mut scores[i * tpad..i * tpad + h.t_kv];
-        softmax(i, row, &mut pbits[i * tpad..i * tpad + h.t_kv]);
-    }
-    // O [qpad, dpad] = P·v: B = v's columns packed along the keys.
-    let dcols = h.d.next_multiple_of(XB);
-    let vp = take_u32(&mut slot.packed, (dcols / 16) * (tpad / 2) * 16);
-    pack_cols(v, h.ldv, h.t_kv, h.d, tpad / 2, dcols / 16, vp);
-    let o = crate::kernels::scratch::take(&mut slot.b, qpad * dcols);
-    tiles_nn(&tiles, pa, tpad, qpad / 32, vp, dcols / 32, tpad, o, dcols);
-    for i in 0..h.t_q {
-        // SAFETY: row i < t_q of out holds d floats at stride ldo (the caller's contract).
-        let dst = unsafe { std::slice::from_raw_parts_mut(out.add(i * h.ldo), h.d) };
-        dst.copy_from_slice(&o[i * dcols..i * dcols + h.d]);
+    let o = take(&mut slot.b, XB * dcols);
+    let scores = take(&mut slot.a, XB * lds);
+    for r0 in (0..h.t_q).step_by(XB) {
+        let rows = XB.min(h.t_q - r0);
+        amx.0.rows_to_bf16(
+            &q[r0 * h.ldq..],
+            h.ldq,
+            rows,
+            h.d,
+            bytemuck::cast_slice_mut(&mut *qa),
+            dpad,
+        );
+        tiles_nn(&tiles, qa, dpad, 1, kp, tpad / 32, dpad, scores, lds);
+        // P = softmax(S) in bf16; padding columns stay zero (rows past t_q only reach output
+        // rows that are not copied).
+        let pbits: &mut [u16] = bytemuck::cast_slice_mut(&mut *pa);
+        let mut inv = [0.0f32; XB];
+        for (i, f) in inv.iter_mut().enumerate().take(rows) {
+            let row = &scores[i * lds..i * lds + h.t_kv];
+            *f = softmax(r0 + i, row, &mut pbits[i * ldp..i * ldp + h.t_kv]);
+        }
+        tiles_nn(&tiles, pa, ldp, 1, vp, dcols / 32, tpad, o, dcols);
+        for i in 0..rows {
+            // SAFETY: row r0 + i < t_q of out holds d floats at stride ldo (the caller's
+            // contract).
+            let dst = unsafe { std::slice::from_raw_parts_mut(out.add((r0 + i) * h.ldo), h.d) };
+            for (d, s) in dst.iter_mut().zip(&o[i * dcols..i * dcols + h.d]) {
+                *d = s * inv[i];
+            }
+        }
     }
 }

@@ -1,67 +1,130 @@
 //! AMX products of many activation rows with a bf16 weight read in place (outᵀ = W·xᵀ).
 
 use super::{pack_x, Amx, Out, Tiles, KS, WB, XB};
-use crate::kernels::scratch::{take_u32, Scratch};
+use crate::kernels::scratch::{take, take_u32, Scratch, Slot};
 use half::bf16;
 use rayon::prelude::*;
 
-/// k steps per chunk of [`block`]: the chunk's A tiles (32 rows × 256 bf16, 16 KiB) stay in L1
-/// while every activation pair passes over them.
+/// k steps per chunk: a weight chunk (32 rows × 256 bf16, 16 KiB) stays in L1 while the
+/// task's activation pairs pass over it.
 const CHUNK_STEPS: usize = 8;
+/// Most activation pairs (32 rows each) and weight blocks (32 rows each) per task. With 8 × 8
+/// a task's operands for one k chunk (2 × 128 KiB) and its partial sums (256 KiB) stay in L2,
+/// and each operand byte brought from memory feeds 128 FLOP.
+const TASK_PAIRS: usize = 8;
+const TASK_BLOCKS: usize = 8;
 
-/// Output columns j0..j0 + 32 for activation pairs p0..p1 (32 rows each): A tiles from `a`
-/// (32 rows of bf16 at stride sa, k padded to kpad), B tiles from the packed activations.
-/// Partial sums between k chunks wait in `acc` (4 KiB per pair).
+fn prefetch(p: *const bf16) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    // SAFETY: a prefetch reads nothing architecturally and never faults, whatever the address.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) };
+}
+
+/// One task: weight blocks `blocks` (32 rows each) of one part × activation pairs `pairs`.
+struct Task {
+    blocks: std::ops::Range<usize>,
+    pairs: std::ops::Range<usize>,
+}
+
+/// Output columns of `t.blocks` × rows of `t.pairs`, k chunk by k chunk: each weight chunk (in
+/// place, or a zero-padded copy where the block is short or k is not whole tiles) meets every
+/// activation pair of the task; partial sums between chunks wait in `acc` (4 KiB per
+/// block × pair).
 #[allow(clippy::too_many_arguments)]
-fn block(
+fn task(
     tiles: &Tiles,
-    a: &[bf16],
-    sa: usize,
+    w: &[bf16],
+    n: usize,
+    k: usize,
     kpad: usize,
     xp: &[u32],
-    pairs: std::ops::Range<usize>,
+    t: &Task,
     c: &Out,
-    j0: usize,
-    acc: &mut Vec<f32>,
+    slot: &mut Slot,
 ) {
     let kq = kpad / 2;
     let steps = kpad / KS;
-    let acc = crate::kernels::scratch::take(acc, pairs.len() * 1024);
+    let (np, nb) = (t.pairs.len(), t.blocks.len());
+    let acc = take(&mut slot.b, np * nb * 1024);
+    let pad: &mut [bf16] =
+        bytemuck::cast_slice_mut(take_u32(&mut slot.packed, WB * CHUNK_STEPS * KS / 2));
     let mut buf = [0.0f32; 1024];
     for s0 in (0..steps).step_by(CHUNK_STEPS) {
         let s1 = (s0 + CHUNK_STEPS).min(steps);
-        for (pi, pair) in pairs.clone().enumerate() {
-            let (b0, b1) = (&xp[2 * pair * kq * 16..], &xp[(2 * pair + 1) * kq * 16..]);
-            let part: &mut [f32; 1024] = (&mut acc[pi * 1024..(pi + 1) * 1024])
-                .try_into()
-                .expect("1024-float block");
-            if s0 == 0 {
-                tiles.zero();
+        for (bi, wb) in t.blocks.clone().enumerate() {
+            let j0 = wb * WB;
+            // A source for steps s0..s1: W in place (row stride k), or the padded copy.
+            let (a, sa): (&[bf16], usize) = if j0 + WB <= n && k.is_multiple_of(KS) {
+                (&w[j0 * k + s0 * KS..(j0 + WB) * k], k)
             } else {
-                tiles.load(part);
-            }
-            for s in s0..s1 {
-                let (ra, rb) = (&a[s * KS..], &a[16 * sa + s * KS..]);
-                let (xa, xb) = (&b0[s * 256..s * 256 + 256], &b1[s * 256..s * 256 + 256]);
-                assert!(ra.len() >= 15 * sa + KS && rb.len() >= 15 * sa + KS);
-                // SAFETY: the assert bounds both A tiles (16 rows of 32 bf16 at stride sa);
-                // each B tile is a 256-u32 slice.
-                unsafe {
-                    tiles.step(
-                        ra.as_ptr() as *const u8,
-                        rb.as_ptr() as *const u8,
-                        2 * sa,
-                        xa.as_ptr() as *const u8,
-                        xb.as_ptr() as *const u8,
-                    )
-                };
-            }
-            if s1 < steps {
-                tiles.store(part);
+                let width = (s1 - s0) * KS;
+                let (c0, c1) = (s0 * KS, (s1 * KS).min(k));
+                for r in 0..WB {
+                    let row = &mut pad[r * width..(r + 1) * width];
+                    let len = if j0 + r < n { c1.saturating_sub(c0) } else { 0 };
+                    if len > 0 {
+                        row[..len].copy_from_slice(&w[(j0 + r) * k + c0..][..len]);
+                    }
+                    row[len..].fill(bf16::ZERO);
+                }
+                (&pad[..WB * width], width)
+            };
+            // The next weight chunk this task reads (the next block, or the first block at the
+            // next chunk), brought to L1 a few lines per step: its first touch would otherwise
+            // stall on memory while the tiles wait.
+            let next = if bi + 1 < nb {
+                Some((t.blocks.start + bi + 1, s0))
+            } else if s1 < steps {
+                Some((t.blocks.start, s1))
             } else {
-                tiles.store(&mut buf);
-                // SAFETY: the caller's task alone owns columns j0..j0 + 32 of these rows.
-                unsafe { c.put(tiles.0 .0, &buf, j0, pair * XB) };
+                None
+            };
+            let next = next.filter(|&(b, _)| (b + 1) * WB <= n && k.is_multiple_of(KS));
+            let next_base = next.map(|(b, sn)| w[b * WB * k + sn * KS..].as_ptr());
+            let row_lines = (CHUNK_STEPS * KS * 2).div_ceil(64);
+            let lines = WB * row_lines;
+            let per_step = lines.div_ceil(np * (s1 - s0));
+            let mut line = 0;
+            for (pi, pair) in t.pairs.clone().enumerate() {
+                let (b0, b1) = (&xp[2 * pair * kq * 16..], &xp[(2 * pair + 1) * kq * 16..]);
+                let part: &mut [f32; 1024] = (&mut acc[(bi * np + pi) * 1024..][..1024])
+                    .try_into()
+                    .expect("1024-float block");
+                if s0 == 0 {
+                    tiles.zero();
+                } else {
+                    tiles.load(part);
+                }
+                for s in s0..s1 {
+                    if let Some(base) = next_base {
+                        for l in line..(line + per_step).min(lines) {
+                            let p = base.wrapping_add((l / row_lines) * k + (l % row_lines) * 32);
+                            prefetch(p);
+                        }
+                        line += per_step;
+                    }
+                    let (ra, rb) = (&a[(s - s0) * KS..], &a[16 * sa + (s - s0) * KS..]);
+                    let (xa, xb) = (&b0[s * 256..s * 256 + 256], &b1[s * 256..s * 256 + 256]);
+                    assert!(ra.len() >= 15 * sa + KS && rb.len() >= 15 * sa + KS);
+                    // SAFETY: the assert bounds both A tiles (16 rows of 32 bf16 at stride sa);
+                    // each B tile is a 256-u32 slice.
+                    unsafe {
+                        tiles.step(
+                            ra.as_ptr() as *const u8,
+                            rb.as_ptr() as *const u8,
+                            2 * sa,
+                            xa.as_ptr() as *const u8,
+                            xb.as_ptr() as *const u8,
+                        )
+                    };
+                }
+                if s1 < steps {
+                    tiles.store(part);
+                } else {
+                    tiles.store(&mut buf);
+                    // SAFETY: this task alone owns columns j0..j0 + 32 of these rows.
+                    unsafe { c.put(tiles.0 .0, &buf, j0, pair * XB) };
+                }
             }
         }
     }
@@ -108,10 +171,17 @@ pub(crate) fn gemm_parts<const N: usize>(
     let kq = kpad / 2;
     let xblocks = m.div_ceil(XB) * 2;
     let pairs = xblocks / 2;
-    // Task t < Σ blocks_i · chunks: part, weight block, chunk of activation pairs.
+    // Tasks: activation chunks of ≤ TASK_PAIRS pairs × per-part runs of `per` weight blocks,
+    // `per` as large as TASK_BLOCKS allows while the pool still gets about 4 tasks per thread.
     let blocks: [usize; N] = std::array::from_fn(|i| ns[i].div_ceil(WB));
     let total: usize = blocks.iter().sum();
-    let (chunks, per_chunk) = crate::kernels::row_split(total, pairs);
+    let pchunks = pairs.div_ceil(TASK_PAIRS);
+    let threads = rayon::current_num_threads().max(1);
+    let per = (total * pchunks)
+        .div_ceil(4 * threads)
+        .clamp(1, TASK_BLOCKS);
+    let runs: [usize; N] = std::array::from_fn(|i| blocks[i].div_ceil(per));
+    let per_chunk: usize = runs.iter().sum();
     let mut ptrs = [std::ptr::null_mut::<f32>(); N];
     for (p, (_, o)) in ptrs.iter_mut().zip(parts.iter_mut()) {
         *p = o.as_mut_ptr();
@@ -131,37 +201,30 @@ pub(crate) fn gemm_parts<const N: usize>(
             .for_each(|(b, blk)| pack_x(amx.1, x, k, m, k, b * 16, kq, blk));
         let xp = &*xp;
         let (outs, ws) = (&outs, &ws);
-        (0..total * chunks).into_par_iter().for_each(|task| {
-            let (mut wb, ch) = (task / chunks, task % chunks);
+        (0..pchunks * per_chunk).into_par_iter().for_each(|t| {
+            let (pc, mut run) = (t / per_chunk, t % per_chunk);
             let mut part = 0;
-            while wb >= blocks[part] {
-                wb -= blocks[part];
+            while run >= runs[part] {
+                run -= runs[part];
                 part += 1;
             }
-            let (w, n, c) = (ws[part], ns[part], &outs[part]);
-            let j0 = wb * WB;
-            let (p0, p1) = (ch * per_chunk, ((ch + 1) * per_chunk).min(pairs));
-            if p0 >= p1 {
-                return;
-            }
-            // Weight blocks read in place need whole tiles: 32 rows and k a multiple of 32.
-            let in_place = j0 + WB <= n && k.is_multiple_of(KS);
+            let t = Task {
+                blocks: run * per..((run + 1) * per).min(blocks[part]),
+                pairs: pc * TASK_PAIRS..((pc + 1) * TASK_PAIRS).min(pairs),
+            };
             scratch.with(|slot| {
-                // A source: W in place, or a zero-padded copy [32, kpad] of its rows.
-                let (a, sa): (&[bf16], usize) = if in_place {
-                    (&w[j0 * k..(j0 + WB) * k], k)
-                } else {
-                    let pad = take_u32(&mut slot.packed, WB * kpad / 2);
-                    let pad: &mut [bf16] = bytemuck::cast_slice_mut(pad);
-                    pad.fill(bf16::ZERO);
-                    for r in 0..WB.min(n - j0) {
-                        pad[r * kpad..r * kpad + k]
-                            .copy_from_slice(&w[(j0 + r) * k..(j0 + r + 1) * k]);
-                    }
-                    (&*pad, kpad)
-                };
                 let tiles = Tiles::config(amx);
-                block(&tiles, a, sa, kpad, xp, p0..p1, c, j0, &mut slot.b);
+                task(
+                    &tiles,
+                    ws[part],
+                    ns[part],
+                    k,
+                    kpad,
+                    xp,
+                    &t,
+                    &outs[part],
+                    slot,
+                );
             });
         });
     });

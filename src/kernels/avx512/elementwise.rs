@@ -1,6 +1,7 @@
 //! The elementwise functions of `math.rs` compiled with AVX-512 enabled.
 
 use super::Avx512;
+use std::arch::x86_64::*;
 
 /// Elementwise functions compiled with AVX-512 (the bodies are in `math.rs`).
 impl Avx512 {
@@ -16,15 +17,10 @@ impl Avx512 {
         // SAFETY: as above.
         unsafe { softmax_512(row, scale) }
     }
-    pub(crate) fn softmax_scaled_bf16(self, row: &mut [f32], scale: f32, out: &mut [u16]) {
+    pub(crate) fn softmax_scaled_bf16(self, row: &[f32], scale: f32, out: &mut [u16]) -> f32 {
         // SAFETY: as above.
         unsafe { softmax_bf16_512(row, scale, out) }
     }
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-fn gelu_512(x: &mut [f32]) {
-    crate::kernels::math::gelu_slice(x)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
@@ -32,12 +28,255 @@ fn silu_mul_512(gate: &mut [f32], up: &[f32]) {
     crate::kernels::math::silu_mul_slice(gate, up)
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-fn softmax_512(row: &mut [f32], scale: f32) {
-    crate::kernels::math::softmax_scaled(row, scale)
+/// e^x in 16 lanes, bit for bit [`math::exp`](crate::kernels::math::exp) (the same operations
+/// in the same order; 2ⁿ applied by `vscalefps`, exact where the result is normal).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn exp16(x: __m512) -> __m512 {
+    const SHIFTER: f32 = 12_582_912.0;
+    let xc = _mm512_min_ps(
+        _mm512_max_ps(x, _mm512_set1_ps(-87.3)),
+        _mm512_set1_ps(88.7),
+    );
+    let t = _mm512_add_ps(
+        _mm512_mul_ps(xc, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+        _mm512_set1_ps(SHIFTER),
+    );
+    let n = _mm512_sub_ps(t, _mm512_set1_ps(SHIFTER));
+    let r = _mm512_sub_ps(
+        _mm512_sub_ps(xc, _mm512_mul_ps(n, _mm512_set1_ps(0.693_359_4))),
+        _mm512_mul_ps(n, _mm512_set1_ps(-2.121_944_4e-4)),
+    );
+    let mut p = _mm512_set1_ps(1.987_569_1e-4);
+    for c in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        0.166_666_65,
+        0.5,
+    ] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+    }
+    let e = _mm512_add_ps(
+        _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r),
+        _mm512_set1_ps(1.0),
+    );
+    let y = _mm512_scalef_ps(e, n);
+    let y = _mm512_mask_mov_ps(
+        y,
+        _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_set1_ps(-87.3)),
+        _mm512_setzero_ps(),
+    );
+    let y = _mm512_mask_mov_ps(
+        y,
+        _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, _mm512_set1_ps(88.7)),
+        _mm512_set1_ps(f32::INFINITY),
+    );
+    _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x), x)
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-fn softmax_bf16_512(row: &mut [f32], scale: f32, out: &mut [u16]) {
-    crate::kernels::math::softmax_scaled_bf16(row, scale, out)
+/// bf16 bits (nearest even, NaN kept NaN) of 16 lanes in the low halves of 32-bit lanes, as
+/// [`math::bf16_bits`](crate::kernels::math::bf16_bits).
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) fn bf16_bits16(v: __m512) -> __m512i {
+    let b = _mm512_castps_si512(v);
+    let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
+    let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(
+        _mm512_add_epi32(b, _mm512_set1_epi32(0x7FFF)),
+        odd,
+    ));
+    let nan = _mm512_or_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(0x40));
+    _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v), nan)
+}
+
+/// The lanes of `full` chunks and a masked tail of `row`: (offset, lane mask).
+fn lanes(len: usize) -> impl Iterator<Item = (usize, __mmask16)> {
+    (0..len.div_ceil(16)).map(move |c| {
+        let rest = len - 16 * c;
+        (
+            16 * c,
+            if rest >= 16 {
+                0xFFFF
+            } else {
+                (1u16 << rest) - 1
+            },
+        )
+    })
+}
+
+/// Max of `row` (NaN ignored, as `f32::max`) times `scale`, then e^(x·scale − that) stored
+/// back with their sum: the first two passes of both softmaxes, summed in
+/// [`math::softmax_scaled`](crate::kernels::math::softmax_scaled)'s order (16 lanes, then
+/// across them).
+#[target_feature(enable = "avx512f")]
+fn exp_pass(row: &mut [f32], scale: f32) -> f32 {
+    let p = row.as_mut_ptr();
+    let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+    for (o, k) in lanes(row.len()) {
+        // SAFETY: lanes() masks off everything at or past row.len().
+        let v = unsafe { _mm512_mask_loadu_ps(m, k, p.add(o)) };
+        m = _mm512_max_ps(v, m);
+    }
+    let max = _mm512_set1_ps(_mm512_reduce_max_ps(m) * scale);
+    let (sc, mut acc) = (_mm512_set1_ps(scale), _mm512_setzero_ps());
+    for (o, k) in lanes(row.len()) {
+        // SAFETY: as above.
+        let v = unsafe { _mm512_maskz_loadu_ps(k, p.add(o)) };
+        let e = exp16(_mm512_sub_ps(_mm512_mul_ps(v, sc), max));
+        acc = _mm512_mask_add_ps(acc, k, acc, e);
+        // SAFETY: as above.
+        unsafe { _mm512_mask_storeu_ps(p.add(o), k, e) };
+    }
+    let mut a = [0.0f32; 16];
+    // SAFETY: a holds 16 floats.
+    unsafe { _mm512_storeu_ps(a.as_mut_ptr(), acc) };
+    a.iter().fold(0.0, |s, &v| s + v)
+}
+
+#[target_feature(enable = "avx512f")]
+fn softmax_512(row: &mut [f32], scale: f32) {
+    let inv = _mm512_set1_ps(1.0 / exp_pass(row, scale));
+    let p = row.as_mut_ptr();
+    for (o, k) in lanes(row.len()) {
+        // SAFETY: lanes() masks off everything at or past row.len().
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(k, p.add(o));
+            _mm512_mask_storeu_ps(p.add(o), k, _mm512_mul_ps(v, inv));
+        }
+    }
+}
+
+/// e^x for x ≤ 0 (NaN kept), within about 3e-7 relative, below -87.3 as e^-87.3: half the
+/// operations of [`exp16`], for the probabilities of the bf16 mode, which are rounded to bf16
+/// (relative 2⁻⁹) right after.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn exp16_nonpositive(x: __m512) -> __m512 {
+    let xc = _mm512_max_ps(_mm512_set1_ps(-87.3), x);
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(xc, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+    );
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), xc);
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+    // Taylor terms to r⁶/6! on |r| ≤ ln2/2 (truncation 1.2e-7 relative).
+    let mut p = _mm512_set1_ps(1.0 / 720.0);
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+    }
+    _mm512_scalef_ps(p, n)
+}
+
+/// [`math::softmax_scaled_bf16`](crate::kernels::math::softmax_scaled_bf16) in two passes:
+/// the max, then the exponentials rounded straight to bf16 while their sum accumulates.
+#[target_feature(enable = "avx512f")]
+fn softmax_bf16_512(row: &[f32], scale: f32, out: &mut [u16]) -> f32 {
+    assert!(out.len() >= row.len());
+    let (p, q) = (row.as_ptr(), out.as_mut_ptr());
+    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+    // Four chains, so the max runs at load speed rather than max latency.
+    let mut m = [ninf; 4];
+    for (j, (o, k)) in lanes(row.len()).enumerate() {
+        // SAFETY: lanes() masks off everything at or past row.len().
+        let v = unsafe { _mm512_mask_loadu_ps(ninf, k, p.add(o)) };
+        m[j % 4] = _mm512_max_ps(v, m[j % 4]);
+    }
+    let m = _mm512_max_ps(_mm512_max_ps(m[0], m[1]), _mm512_max_ps(m[2], m[3]));
+    let max = _mm512_set1_ps(_mm512_reduce_max_ps(m) * scale);
+    let (sc, mut acc) = (_mm512_set1_ps(scale), [_mm512_setzero_ps(); 2]);
+    for (j, (o, k)) in lanes(row.len()).enumerate() {
+        // SAFETY: lanes() masks off everything at or past row.len() ≤ out.len().
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(k, p.add(o));
+            let e = exp16_nonpositive(_mm512_fmsub_ps(v, sc, max));
+            acc[j % 2] = _mm512_mask_add_ps(acc[j % 2], k, acc[j % 2], e);
+            _mm512_mask_cvtepi32_storeu_epi16(q.add(o) as *mut i16, k, bf16_bits16(e));
+        }
+    }
+    1.0 / _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]))
+}
+
+/// `math::gelu_slice`, 16 lanes at a time with [`exp16`] (the same operations in order).
+#[target_feature(enable = "avx512f")]
+fn gelu_512(x: &mut [f32]) {
+    let p = x.as_mut_ptr();
+    let one = _mm512_set1_ps(1.0);
+    for (o, k) in lanes(x.len()) {
+        // SAFETY: lanes() masks off everything at or past x.len().
+        let u = unsafe { _mm512_maskz_loadu_ps(k, p.add(o)) };
+        let cube = _mm512_mul_ps(
+            _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.044715), u), u),
+            u,
+        );
+        let z = _mm512_mul_ps(_mm512_set1_ps(0.797_884_6), _mm512_add_ps(u, cube));
+        let e = exp16(_mm512_mul_ps(_mm512_set1_ps(2.0), z));
+        let t = _mm512_sub_ps(
+            one,
+            _mm512_div_ps(_mm512_set1_ps(2.0), _mm512_add_ps(e, one)),
+        );
+        let g = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5), u), _mm512_add_ps(one, t));
+        // SAFETY: as above.
+        unsafe { _mm512_mask_storeu_ps(p.add(o), k, g) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::math;
+
+    #[test]
+    fn vector_functions_equal_the_scalar_ones_bit_for_bit() {
+        let Some(t) = Avx512::new() else {
+            eprintln!("no AVX-512 here: the vector functions are not run");
+            return;
+        };
+        let mut x: Vec<f32> = (0..200_000).map(|i| -100.0 + i as f32 * 0.001_01).collect();
+        x.extend([
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            0.0,
+            88.7,
+            -87.3,
+        ]);
+        let mut g = x.clone();
+        t.gelu(&mut g);
+        for (i, (&v, &got)) in x.iter().zip(&g).enumerate() {
+            let mut want = [v];
+            math::gelu_slice(&mut want);
+            assert!(
+                want[0].to_bits() == got.to_bits() || want[0].is_nan() && got.is_nan(),
+                "gelu({v}) at {i}: {got} vs {}",
+                want[0]
+            );
+        }
+        for len in [1usize, 15, 16, 17, 77, 1024, 1029] {
+            let row: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin() * 9.0).collect();
+            let (mut a, mut b) = (row.clone(), row.clone());
+            t.softmax_scaled(&mut a, 0.125);
+            math::softmax_scaled(&mut b, 0.125);
+            assert_eq!(a, b, "softmax, {len} values");
+            let (mut pa, mut pb) = (vec![0u16; len], vec![0u16; len]);
+            let ia = t.softmax_scaled_bf16(&row, 0.125, &mut pa);
+            let ib = math::softmax_scaled_bf16(&row, 0.125, &mut pb);
+            // The exponentials differ by ≤ 3e-7 relative: their bf16 roundings by ≤ 1 step.
+            for (x, y) in pa.iter().zip(&pb) {
+                assert!(
+                    x.abs_diff(*y) <= 1,
+                    "bf16 softmax, {len} values: {x:#x} vs {y:#x}"
+                );
+            }
+            assert!(
+                (ia - ib).abs() <= 1e-6 * ib,
+                "bf16 softmax factor: {ia} vs {ib}"
+            );
+            let same = pa.iter().zip(&pb).filter(|(x, y)| x == y).count();
+            assert!(
+                same * 10 >= len * 9,
+                "bf16 softmax: only {same} of {len} equal"
+            );
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Register-level data movement for the AMX paths: the 16×16 transpose, transposed tile
 //! stores and the bf16 packing of activation rows.
 
+use super::elementwise::bf16_bits16;
 use super::{from_bh, mask16, Avx512, Avx512Bf16};
 use std::arch::x86_64::*;
 
@@ -21,6 +22,104 @@ impl Avx512 {
     ) {
         // SAFETY: the token proves AVX-512F; the caller bounds the writes.
         unsafe { put_transposed(t, dst, ld, rows.min(16), cols.min(16)) }
+    }
+}
+
+impl Avx512 {
+    /// Columns of v [rows, cols] (row stride ldv) as the AMX B operand of P·v: `blocks` blocks
+    /// of 16 columns, each kq pairs of rows, out[b·kq·16 + p·16 + c] = bf16(v[2p][16b + c]) |
+    /// bf16(v[2p + 1][16b + c]) << 16; zeros past rows and cols.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn pack_cols(
+        self,
+        v: &[f32],
+        ldv: usize,
+        rows: usize,
+        cols: usize,
+        kq: usize,
+        blocks: usize,
+        out: &mut [u32],
+    ) {
+        assert!(rows <= 2 * kq && cols <= 16 * blocks && out.len() >= blocks * kq * 16);
+        assert!(rows == 0 || v.len() >= (rows - 1) * ldv + cols);
+        // SAFETY: the token proves AVX-512F; the asserts bound every access.
+        unsafe { pack_cols(v.as_ptr(), ldv, rows, cols, kq, blocks, out.as_mut_ptr()) }
+    }
+
+    /// Rows of x [rows, cols] (stride ldx) rounded to bf16 (nearest even) into out [·, ld],
+    /// zeros past cols up to ld and in every row of out past `rows`.
+    pub(crate) fn rows_to_bf16(
+        self,
+        x: &[f32],
+        ldx: usize,
+        rows: usize,
+        cols: usize,
+        out: &mut [u16],
+        ld: usize,
+    ) {
+        assert!(cols <= ld && out.len() >= rows * ld);
+        assert!(rows == 0 || x.len() >= (rows - 1) * ldx + cols);
+        out[rows * ld..].fill(0);
+        // SAFETY: the token proves AVX-512F; the asserts bound every access.
+        unsafe { rows_to_bf16(x.as_ptr(), ldx, rows, cols, out.as_mut_ptr(), ld) }
+    }
+}
+
+/// # Safety
+/// AVX-512F; as [`Avx512::pack_cols`].
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_cols(
+    v: *const f32,
+    ldv: usize,
+    rows: usize,
+    cols: usize,
+    kq: usize,
+    blocks: usize,
+    out: *mut u32,
+) {
+    for b in 0..blocks {
+        let m = mask16(cols.saturating_sub(16 * b));
+        for p in 0..kq {
+            let row = |t: usize| {
+                if t < rows && m != 0 {
+                    // SAFETY: row t < rows, columns 16b.. masked to cols.
+                    unsafe { _mm512_maskz_loadu_ps(m, v.add(t * ldv + 16 * b)) }
+                } else {
+                    _mm512_setzero_ps()
+                }
+            };
+            let (lo, hi) = (bf16_bits16(row(2 * p)), bf16_bits16(row(2 * p + 1)));
+            let pair = _mm512_or_si512(lo, _mm512_slli_epi32::<16>(hi));
+            // SAFETY: b < blocks, p < kq: inside out's blocks·kq·16.
+            unsafe { _mm512_storeu_si512(out.add((b * kq + p) * 16) as *mut _, pair) };
+        }
+    }
+}
+
+/// # Safety
+/// AVX-512F; as [`Avx512::rows_to_bf16`].
+#[target_feature(enable = "avx512f")]
+unsafe fn rows_to_bf16(
+    x: *const f32,
+    ldx: usize,
+    rows: usize,
+    cols: usize,
+    out: *mut u16,
+    ld: usize,
+) {
+    for r in 0..rows {
+        for c in (0..ld).step_by(16) {
+            let (mx, mo) = (mask16(cols.saturating_sub(c)), mask16(ld - c));
+            // SAFETY: row r < rows, columns masked to cols (loads) and ld (stores).
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(mx, x.add(r * ldx + c));
+                _mm512_mask_cvtepi32_storeu_epi16(
+                    out.add(r * ld + c) as *mut i16,
+                    mo,
+                    bf16_bits16(v),
+                );
+            }
+        }
     }
 }
 

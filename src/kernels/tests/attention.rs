@@ -61,8 +61,8 @@ fn avx512_tile_transpose_matches_the_scalar_one() {
     }
 }
 
-/// The reference of one attention call in f64; with `bf16`, q, k, v and the probabilities are
-/// rounded to bf16 first.
+/// The reference of one attention call in f64; with `bf16`, q, k, v and the unnormalised
+/// probabilities are rounded to bf16 first.
 fn attention_reference(
     q: &[f32],
     k: &[f32],
@@ -95,9 +95,11 @@ fn attention_reference(
             let e: Vec<f64> = s.iter().map(|x| (x - mx).exp()).collect();
             let z: f64 = e.iter().sum();
             for c in 0..d {
+                // The bf16 mode rounds the unnormalised exponentials and divides the sum.
                 out[i * nh * d + h * d + c] = (0..visible)
-                    .map(|j| r((e[j] / z) as f32) * r(v[j * nkv * d + g * d + c]))
-                    .sum();
+                    .map(|j| r(e[j] as f32) * r(v[j * nkv * d + g * d + c]))
+                    .sum::<f64>()
+                    / z;
             }
         }
     }

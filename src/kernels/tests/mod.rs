@@ -202,13 +202,17 @@ fn every_variant_and_mode_of_bf16_linear_matches_f64() {
 }
 
 /// Development aid, not a claim (figures come from scripts/bench.sh): prints GFLOP/s of
-/// one-thread products per variant and mode. Built only with the `rate` feature:
+/// products per variant and mode on SMOLVLM_RATE_THREADS threads (default 1). Built only with the `rate` feature:
 /// `SMOLVLM_RATE_ISA=amx cargo test --release --features rate --lib gemm_rate -- --nocapture`.
 #[cfg(feature = "rate")]
 #[test]
 fn gemm_rate() {
+    let threads = std::env::var("SMOLVLM_RATE_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
+        .num_threads(threads)
         .build()
         .unwrap();
     pool.install(|| {
@@ -216,7 +220,12 @@ fn gemm_rate() {
             (100usize, 1536usize, 576usize),
             (1024, 768, 768),
             (1, 1536, 576),
+            (1024, 3072, 768),
+            (1024, 768, 3072),
         ] {
+            if std::env::var("SMOLVLM_RATE_M").is_ok_and(|v| v != m.to_string()) {
+                continue;
+            }
             let x = wave(m * k, 0.23, 0.7);
             let w = Tensor::owned_bf16(
                 "w",
@@ -226,7 +235,7 @@ fn gemm_rate() {
                     .map(bf16::from_f32)
                     .collect(),
             );
-            let scratch = Scratch::new(1);
+            let scratch = Scratch::new(threads);
             let mut out = vec![0.0f32; m * n];
             let only = std::env::var("SMOLVLM_RATE_ISA").ok();
             for isa in Isa::supported() {
