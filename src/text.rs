@@ -3,7 +3,7 @@
 
 use crate::config::TextConfig;
 use crate::error::{Error, Result};
-use crate::kernels::{self, AttnShape, Exec};
+use crate::kernels::{self, AttnShape, Epilogue, Exec};
 use crate::weights::{Tensor, WeightStore};
 
 struct Proj {
@@ -334,9 +334,9 @@ impl TextModel {
                     hbuf,
                     rows,
                     [
-                        (&layer.q.w, &mut **q),
-                        (&layer.k.w, &mut **k),
-                        (&layer.v.w, &mut **v),
+                        (&layer.q.w, Epilogue::default(), &mut **q),
+                        (&layer.k.w, Epilogue::default(), &mut **k),
+                        (&layer.v.w, Epilogue::default(), &mut **v),
                     ],
                 );
             } else {
@@ -371,7 +371,10 @@ impl TextModel {
                     ex,
                     hbuf,
                     rows,
-                    [(&layer.gate.w, &mut **g), (&layer.up.w, &mut **u)],
+                    [
+                        (&layer.gate.w, Epilogue::default(), &mut **g),
+                        (&layer.up.w, Epilogue::default(), &mut **u),
+                    ],
                 );
             } else {
                 layer.gate.run(ex, hbuf, rows, g);

@@ -3,7 +3,7 @@
 
 use crate::config::VisionConfig;
 use crate::error::{Error, Result};
-use crate::kernels::{self, AttnShape, Exec};
+use crate::kernels::{self, AttnShape, Epilogue, Exec};
 use crate::weights::{Tensor, WeightStore};
 
 struct Layer {
@@ -91,8 +91,8 @@ impl VisionModel {
 
     /// Encodes `n` tiles of [3, S, S] pixels (S = image_size) into [n·patches, hidden].
     /// `keep_going` is polled between layers; false cancels.
-    pub fn forward(
-        &self,
+    pub fn forward<'a>(
+        &'a self,
         ex: Exec,
         tiles: &[f32],
         n: usize,
@@ -157,9 +157,20 @@ impl VisionModel {
                 return Err(Error::cancelled());
             }
             kernels::layer_norm(&x, d, &layer.ln1.0, &layer.ln1.1, c.layer_norm_eps, &mut h);
-            kernels::linear(ex, &h, rows, &layer.q.0, Some(&layer.q.1), &mut q);
-            kernels::linear(ex, &h, rows, &layer.k.0, Some(&layer.k.1), &mut k);
-            kernels::linear(ex, &h, rows, &layer.v.0, Some(&layer.v.1), &mut v);
+            let with_bias = |b: &'a [f32]| Epilogue {
+                bias: Some(b),
+                ..Epilogue::default()
+            };
+            kernels::linear_fused(
+                ex,
+                &h,
+                rows,
+                [
+                    (&layer.q.0, with_bias(&layer.q.1), &mut q[..]),
+                    (&layer.k.0, with_bias(&layer.k.1), &mut k[..]),
+                    (&layer.v.0, with_bias(&layer.v.1), &mut v[..]),
+                ],
+            );
             for t in 0..n {
                 let r = t * np * d..(t + 1) * np * d;
                 kernels::attention(
@@ -177,13 +188,38 @@ impl VisionModel {
                     d,
                 );
             }
-            kernels::linear(ex, &a, rows, &layer.o.0, Some(&layer.o.1), &mut h);
-            kernels::add_in_place(&mut x, &h);
+            // x += a·oᵀ + b and x += gelu(h·fc1ᵀ + b1)·fc2ᵀ + b2: residuals and activation in
+            // the products' epilogues (h is the room for products that cannot fuse them).
+            let residual = |b: &'a [f32]| Epilogue {
+                bias: Some(b),
+                accumulate: true,
+                ..Epilogue::default()
+            };
+            kernels::linear_with(
+                ex,
+                &a,
+                rows,
+                &layer.o.0,
+                residual(&layer.o.1),
+                &mut x,
+                &mut h,
+            );
             kernels::layer_norm(&x, d, &layer.ln2.0, &layer.ln2.1, c.layer_norm_eps, &mut h);
-            kernels::linear(ex, &h, rows, &layer.fc1.0, Some(&layer.fc1.1), &mut f);
-            kernels::gelu_tanh(ex.isa, &mut f);
-            kernels::linear(ex, &f, rows, &layer.fc2.0, Some(&layer.fc2.1), &mut h);
-            kernels::add_in_place(&mut x, &h);
+            let act = Epilogue {
+                bias: Some(&layer.fc1.1),
+                gelu: true,
+                ..Epilogue::default()
+            };
+            kernels::linear_with(ex, &h, rows, &layer.fc1.0, act, &mut f, &mut []);
+            kernels::linear_with(
+                ex,
+                &f,
+                rows,
+                &layer.fc2.0,
+                residual(&layer.fc2.1),
+                &mut x,
+                &mut h,
+            );
         }
         kernels::layer_norm(&x, d, &self.post.0, &self.post.1, c.layer_norm_eps, &mut h);
         Ok(h)

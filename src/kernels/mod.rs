@@ -15,17 +15,19 @@ mod blas;
 mod dispatch;
 #[cfg(target_arch = "x86_64")]
 mod gemm;
+mod linear;
 mod math;
 mod reference;
 mod scratch;
 
-use crate::weights::{Tensor, View};
+use crate::weights::View;
 use half::bf16;
 use rayon::prelude::*;
 
 pub(crate) use attention::{attention, AttnShape};
 pub(crate) use blas::sgemm;
 pub use dispatch::{system_info, Isa, Precision};
+pub(crate) use linear::{linear, linear_fused, linear_with, Epilogue};
 pub(crate) use scratch::Scratch;
 
 /// What a kernel call needs besides its operands: the variant to run, the numeric mode
@@ -153,213 +155,6 @@ fn row_split(col_tasks: usize, row_units: usize) -> (usize, usize) {
         .div_ceil(col_tasks.max(1))
         .clamp(1, row_units.max(1));
     (chunks, row_units.div_ceil(chunks))
-}
-
-/// Rows at or below this count use the matrix-vector path; above it a GEMM.
-const MATVEC_MAX_ROWS: usize = 4;
-/// Output features per matrix-vector task.
-const MATVEC_CHUNK: usize = 16;
-/// Cap on one task's widened weight block (floats): 8 MiB.
-const WIDE_BLOCK_FLOATS: usize = 2 << 20;
-
-/// out[m, n] = x[m, k] · wᵀ (+ bias), w stored [n, k] as in torch's `nn.Linear`.
-pub(crate) fn linear(
-    ex: Exec,
-    x: &[f32],
-    m: usize,
-    w: &Tensor,
-    bias: Option<&[f32]>,
-    out: &mut [f32],
-) {
-    let n = w.shape[0];
-    let k = w.numel() / n.max(1);
-    assert_eq!(x.len(), m * k, "linear {}: input size", w.name);
-    assert_eq!(out.len(), m * n, "linear {}: output size", w.name);
-    match w.view() {
-        View::BF16(wb) if ex.bf16 => linear_bf16(ex, x, m, k, wb, n, out),
-        view => linear_f32(ex, x, m, k, view, n, out),
-    }
-    if let Some(b) = bias {
-        out.par_chunks_mut(n).for_each(|row| {
-            for (o, bb) in row.iter_mut().zip(b) {
-                *o += bb;
-            }
-        });
-    }
-}
-
-/// Several bias-free products of the same input, e.g. q/k/v or gate/up: for one row (decode)
-/// in a single parallel pass over all their output rows, so the threads stream the weights
-/// back to back instead of meeting at a barrier per matrix; otherwise one [`linear`] each.
-pub(crate) fn linear_fused<const N: usize>(
-    ex: Exec,
-    x: &[f32],
-    m: usize,
-    parts: [(&Tensor, &mut [f32]); N],
-) {
-    let k = x.len() / m.max(1);
-    // Many rows in the bf16 mode on AMX: one packing of x, one parallel pass for all parts.
-    #[cfg(target_arch = "x86_64")]
-    if let (true, Some(amx)) = (ex.bf16 && m > MATVEC_MAX_ROWS, amx_for(ex.isa)) {
-        if parts
-            .iter()
-            .all(|(w, o)| matches!(w.view(), View::BF16(_)) && o.len() * k == m * w.numel())
-        {
-            let parts = parts.map(|(w, o)| match w.view() {
-                View::BF16(wb) => (wb, o),
-                _ => unreachable!("checked above"),
-            });
-            return amx::gemm_parts(amx, ex.scratch, x, m, k, parts);
-        }
-    }
-    let fusable = m == 1
-        && parts.iter().all(|(w, o)| {
-            matches!(w.view(), View::BF16(_) | View::F16(_))
-                && w.numel() == o.len() * k
-                && w.shape[0] == o.len()
-        });
-    if !fusable {
-        for (w, o) in parts {
-            linear(ex, x, m, w, None, o);
-        }
-        return;
-    }
-    let all_bf16 = parts.iter().all(|(w, _)| matches!(w.view(), View::BF16(_)));
-    let run = |rows: Rows, x: &[f32]| {
-        parts.into_par_iter().for_each(|(w, o)| {
-            let view = w.view();
-            o.par_chunks_mut(MATVEC_CHUNK)
-                .enumerate()
-                .for_each(|(ci, oc)| {
-                    for (g, og) in oc.chunks_mut(4).enumerate() {
-                        let j = ci * MATVEC_CHUNK + g * 4;
-                        rows.group(x, 1, k, view.slice(j * k, og.len() * k), og);
-                    }
-                });
-        })
-    };
-    if ex.bf16 && all_bf16 {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(t) = native_bf16_for(ex.isa) {
-            return with_bf16_copy(ex.scratch, x, |xb| run(Rows::Native(t, xb), x));
-        }
-        return with_rounded_copy(ex.scratch, x, |xr| run(rows_f32(ex.isa), xr));
-    }
-    run(rows_f32(ex.isa), x)
-}
-
-/// The f32-mode dot variant for one to four rows.
-fn rows_f32<'a>(isa: Isa) -> Rows<'a> {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(t) = avx512_for(isa) {
-        return Rows::Avx512(t);
-    }
-    Rows::Dot(Dot::for_isa(isa))
-}
-
-/// The bf16 mode: native products where the variant has them, else the f32 path on activations
-/// rounded to bf16 (the same products, exact in f32).
-fn linear_bf16(ex: Exec, x: &[f32], m: usize, k: usize, w: &[bf16], n: usize, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(t) = native_bf16_for(ex.isa) {
-        if let (true, Some(a)) = (m > MATVEC_MAX_ROWS, amx_for(ex.isa)) {
-            amx::gemm_bf16(a, ex.scratch, x, m, k, w, n, out);
-        } else if m > MATVEC_MAX_ROWS {
-            gemm::gemm_bf16(gemm::Micro::Bf16(t), ex.scratch, x, m, k, w, n, out);
-        } else {
-            with_bf16_copy(ex.scratch, x, |xb| {
-                matvec(Rows::Native(t, xb), x, m, k, View::BF16(w), n, out)
-            });
-        }
-        return;
-    }
-    with_rounded_copy(ex.scratch, x, |xr| {
-        linear_f32(ex, xr, m, k, View::BF16(w), n, out)
-    });
-}
-
-/// Runs `f` on x rounded to bf16, in the scratch's staging buffer.
-fn with_bf16_copy<R>(scratch: &Scratch, x: &[f32], f: impl FnOnce(&[bf16]) -> R) -> R {
-    scratch.with_staging(|buf| {
-        let u = scratch::take_u32(buf, x.len().div_ceil(2));
-        let xb = &mut bytemuck::cast_slice_mut::<u32, u16>(u)[..x.len()];
-        for (d, s) in xb.iter_mut().zip(x) {
-            *d = math::bf16_bits(*s) as u16;
-        }
-        f(bytemuck::cast_slice(xb))
-    })
-}
-
-/// Runs `f` on x rounded to bf16 and widened back to f32 (the bf16 mode on f32 kernels).
-fn with_rounded_copy<R>(scratch: &Scratch, x: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
-    scratch.with_staging(|buf| {
-        let xr = scratch::take_u32(buf, x.len());
-        for (d, s) in xr.iter_mut().zip(x) {
-            *d = math::bf16_bits(*s) << 16;
-        }
-        f(bytemuck::cast_slice(xr))
-    })
-}
-
-/// The f32 mode: f32 activations and accumulation over weights widened exactly.
-fn linear_f32(ex: Exec, x: &[f32], m: usize, k: usize, view: View, n: usize, out: &mut [f32]) {
-    if m <= MATVEC_MAX_ROWS && !matches!(view, View::F32(_)) {
-        return matvec(rows_f32(ex.isa), x, m, k, view, n, out);
-    }
-    #[cfg(target_arch = "x86_64")]
-    if let (View::BF16(wb), Some(t)) = (view, avx512_for(ex.isa)) {
-        return gemm::gemm_bf16(gemm::Micro::F32(t), ex.scratch, x, m, k, wb, n, out);
-    }
-    blocked_sgemm(ex, x, m, k, view, n, out);
-}
-
-/// One to four activation rows: each task reads its weight rows once, for all rows.
-fn matvec(rows: Rows, x: &[f32], m: usize, k: usize, view: View, n: usize, out: &mut [f32]) {
-    let fill = |t: &mut [f32]| {
-        t.par_chunks_mut(MATVEC_CHUNK * m)
-            .enumerate()
-            .for_each(|(ci, tc)| {
-                for (g, tg) in tc.chunks_mut(4 * m).enumerate() {
-                    let j = ci * MATVEC_CHUNK + g * 4;
-                    rows.group(x, m, k, view.slice(j * k, tg.len() / m * k), tg);
-                }
-            })
-    };
-    if m == 1 {
-        return fill(out);
-    }
-    let mut t = vec![0.0f32; n * m];
-    fill(&mut t);
-    for i in 0..m {
-        for j in 0..n {
-            out[i * n + j] = t[j * m + i];
-        }
-    }
-}
-
-/// Column blocks of the output, one task each: a block's weight rows are widened into the
-/// worker's scratch (no f32 copy of the whole matrix) and multiplied there by BLAS.
-fn blocked_sgemm(ex: Exec, x: &[f32], m: usize, k: usize, view: View, n: usize, out: &mut [f32]) {
-    let threads = rayon::current_num_threads().max(1);
-    let by_threads = n.div_ceil(threads * 2).next_multiple_of(16);
-    let by_memory = (WIDE_BLOCK_FLOATS / k.max(1)).max(16);
-    let block = by_threads.min(by_memory).clamp(1, n.max(1));
-    let blocks = blas::ColumnBlocks::new(out, m, n, n);
-    (0..n.div_ceil(block)).into_par_iter().for_each(|bi| {
-        let (j0, nb) = (bi * block, block.min(n - bi * block));
-        match view {
-            // SAFETY: block bi writes only its own columns j0..j0+nb.
-            View::F32(wf) => unsafe {
-                blocks.sgemm(false, true, j0, nb, k, x, k, &wf[j0 * k..], k)
-            },
-            _ => ex.scratch.with(|slot| {
-                let wide = scratch::take(&mut slot.a, nb * k);
-                view.to_f32(j0 * k, wide);
-                // SAFETY: block bi writes only its own columns j0..j0+nb.
-                unsafe { blocks.sgemm(false, true, j0, nb, k, x, k, wide, k) }
-            }),
-        }
-    });
 }
 
 /// Row-wise LayerNorm with affine weight and bias (torch `nn.LayerNorm`).

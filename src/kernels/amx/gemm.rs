@@ -1,6 +1,6 @@
 //! AMX products of many activation rows with a bf16 weight read in place (outᵀ = W·xᵀ).
 
-use super::{pack_x, Amx, Out, Tiles, KS, WB, XB};
+use super::{pack_x, Amx, Epilogue, Out, Tiles, KS, WB, XB};
 use crate::kernels::scratch::{take, take_u32, Scratch, Slot};
 use half::bf16;
 use rayon::prelude::*;
@@ -39,7 +39,7 @@ fn task(
     kpad: usize,
     xp: &[u32],
     t: &Task,
-    c: &Out,
+    (c, e): (&Out, &Epilogue),
     slot: &mut Slot,
 ) {
     let kq = kpad / 2;
@@ -123,45 +123,34 @@ fn task(
                 } else {
                     tiles.store(&mut buf);
                     // SAFETY: this task alone owns columns j0..j0 + 32 of these rows.
-                    unsafe { c.put(tiles.0 .0, &buf, j0, pair * XB) };
+                    unsafe { c.put(tiles.0 .0, &buf, j0, pair * XB, e) };
                 }
             }
         }
     }
 }
 
-/// out[m, n] = x[m, k] · wᵀ with x rounded to bf16, for a bf16 weight w [n, k].
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_bf16(
-    amx: Amx,
-    scratch: &Scratch,
-    x: &[f32],
-    m: usize,
-    k: usize,
-    w: &[bf16],
-    n: usize,
-    out: &mut [f32],
-) {
-    assert_eq!(w.len(), n * k, "amx gemm weight size");
-    gemm_parts(amx, scratch, x, m, k, [(w, out)]);
-}
-
-/// Several products of the same x (q/k/v, gate/up): x is packed once and the weight blocks of
-/// all parts are the tasks of one parallel pass. Part i: out_i [m, n_i] = x · w_iᵀ, w_i [n_i, k].
+/// Products of x rounded to bf16 with bf16 weights on AMX tiles; several of the same x (q/k/v,
+/// gate/up) pack x once and run the weight blocks of all parts as the tasks of one parallel
+/// pass. Part i: out_i [m, n_i] = x · w_iᵀ through epilogue i, w_i [n_i, k].
 pub(crate) fn gemm_parts<const N: usize>(
     amx: Amx,
     scratch: &Scratch,
     x: &[f32],
     m: usize,
     k: usize,
-    mut parts: [(&[bf16], &mut [f32]); N],
+    mut parts: [(&[bf16], &mut [f32], Epilogue); N],
 ) {
     assert_eq!(x.len(), m * k, "amx gemm input size");
     let ns: [usize; N] = std::array::from_fn(|i| parts[i].0.len() / k.max(1));
-    for (i, (w, o)) in parts.iter().enumerate() {
+    for (i, (w, o, e)) in parts.iter().enumerate() {
         assert!(
             w.len() == ns[i] * k && o.len() == m * ns[i],
             "amx gemm sizes"
+        );
+        assert!(
+            e.bias.is_none_or(|b| b.len() == ns[i]),
+            "amx gemm bias size"
         );
     }
     if m == 0 || k == 0 {
@@ -183,7 +172,7 @@ pub(crate) fn gemm_parts<const N: usize>(
     let runs: [usize; N] = std::array::from_fn(|i| blocks[i].div_ceil(per));
     let per_chunk: usize = runs.iter().sum();
     let mut ptrs = [std::ptr::null_mut::<f32>(); N];
-    for (p, (_, o)) in ptrs.iter_mut().zip(parts.iter_mut()) {
+    for (p, (_, o, _)) in ptrs.iter_mut().zip(parts.iter_mut()) {
         *p = o.as_mut_ptr();
     }
     // From here on the outputs are written only through these pointers.
@@ -194,13 +183,14 @@ pub(crate) fn gemm_parts<const N: usize>(
         ld: ns[i],
     });
     let ws: [&[bf16]; N] = std::array::from_fn(|i| parts[i].0);
+    let es: [Epilogue; N] = std::array::from_fn(|i| parts[i].2);
     scratch.with_shared(|xbuf| {
         let xp = take_u32(xbuf, xblocks * kq * 16);
         xp.par_chunks_mut(kq * 16)
             .enumerate()
             .for_each(|(b, blk)| pack_x(amx.1, x, k, m, k, b * 16, kq, blk));
         let xp = &*xp;
-        let (outs, ws) = (&outs, &ws);
+        let (outs, ws, es) = (&outs, &ws, &es);
         (0..pchunks * per_chunk).into_par_iter().for_each(|t| {
             let (pc, mut run) = (t / per_chunk, t % per_chunk);
             let mut part = 0;
@@ -222,7 +212,7 @@ pub(crate) fn gemm_parts<const N: usize>(
                     kpad,
                     xp,
                     &t,
-                    &outs[part],
+                    (&outs[part], &es[part]),
                     slot,
                 );
             });

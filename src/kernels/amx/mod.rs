@@ -8,6 +8,7 @@
 
 use super::avx512::{Avx512, Avx512Bf16};
 use super::math::bf16_bits;
+use super::Epilogue;
 use std::arch::asm;
 
 /// Weight rows per task block (two A tiles).
@@ -225,12 +226,12 @@ unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
 impl Out {
-    /// Writes the four result tiles of weight rows j0.. and activation rows r0.., transposed,
-    /// skipping what lies outside [m, n].
+    /// Writes the four result tiles of weight rows j0.. and activation rows r0.., transposed
+    /// and through the epilogue, skipping what lies outside [m, n].
     ///
     /// # Safety
-    /// No other task writes rows r0..r0 + 32 × columns j0..j0 + 32 at the same time.
-    unsafe fn put(&self, t: Avx512, c: &[f32; 1024], j0: usize, r0: usize) {
+    /// No other task reads or writes rows r0..r0 + 32 × columns j0..j0 + 32 at the same time.
+    unsafe fn put(&self, t: Avx512, c: &[f32; 1024], j0: usize, r0: usize, e: &Epilogue) {
         for (q, tile) in c.chunks_exact(256).enumerate() {
             let (jb, rb) = (j0 + 16 * (q / 2), r0 + 16 * (q % 2));
             let (rows, cols) = (self.n.saturating_sub(jb), self.m.saturating_sub(rb));
@@ -238,9 +239,19 @@ impl Out {
                 continue;
             }
             let tile: &[f32; 256] = tile.try_into().expect("256-float tile");
+            let bias = e.bias.map(|b| &b[jb..]);
             // SAFETY: activation rows rb.. (cols of them, ≤ 16) × weight columns jb.. (rows
             // of them, ≤ 16) lie inside [m, n]; the caller owns the block.
-            unsafe { t.put_transposed(tile, self.ptr.add(rb * self.ld + jb), self.ld, rows, cols) };
+            unsafe {
+                t.put_transposed(
+                    tile,
+                    self.ptr.add(rb * self.ld + jb),
+                    self.ld,
+                    (rows, cols),
+                    bias,
+                    e,
+                )
+            };
         }
     }
 }
@@ -249,7 +260,7 @@ mod attention;
 mod gemm;
 
 pub(crate) use attention::{attention_head, Head};
-pub(crate) use gemm::{gemm_bf16, gemm_parts};
+pub(crate) use gemm::gemm_parts;
 
 #[cfg(test)]
 mod tests {

@@ -196,27 +196,33 @@ fn softmax_bf16_512(row: &[f32], scale: f32, out: &mut [u16]) -> f32 {
     1.0 / _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]))
 }
 
-/// `math::gelu_slice`, 16 lanes at a time with [`exp16`] (the same operations in order).
+/// `math::gelu_slice` of 16 lanes with [`exp16`] (the same operations in the same order).
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) fn gelu16(u: __m512) -> __m512 {
+    let one = _mm512_set1_ps(1.0);
+    let cube = _mm512_mul_ps(
+        _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.044715), u), u),
+        u,
+    );
+    let z = _mm512_mul_ps(_mm512_set1_ps(0.797_884_6), _mm512_add_ps(u, cube));
+    let e = exp16(_mm512_mul_ps(_mm512_set1_ps(2.0), z));
+    let t = _mm512_sub_ps(
+        one,
+        _mm512_div_ps(_mm512_set1_ps(2.0), _mm512_add_ps(e, one)),
+    );
+    _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5), u), _mm512_add_ps(one, t))
+}
+
 #[target_feature(enable = "avx512f")]
 fn gelu_512(x: &mut [f32]) {
     let p = x.as_mut_ptr();
-    let one = _mm512_set1_ps(1.0);
     for (o, k) in lanes(x.len()) {
         // SAFETY: lanes() masks off everything at or past x.len().
-        let u = unsafe { _mm512_maskz_loadu_ps(k, p.add(o)) };
-        let cube = _mm512_mul_ps(
-            _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.044715), u), u),
-            u,
-        );
-        let z = _mm512_mul_ps(_mm512_set1_ps(0.797_884_6), _mm512_add_ps(u, cube));
-        let e = exp16(_mm512_mul_ps(_mm512_set1_ps(2.0), z));
-        let t = _mm512_sub_ps(
-            one,
-            _mm512_div_ps(_mm512_set1_ps(2.0), _mm512_add_ps(e, one)),
-        );
-        let g = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5), u), _mm512_add_ps(one, t));
-        // SAFETY: as above.
-        unsafe { _mm512_mask_storeu_ps(p.add(o), k, g) };
+        unsafe {
+            let u = _mm512_maskz_loadu_ps(k, p.add(o));
+            _mm512_mask_storeu_ps(p.add(o), k, gelu16(u));
+        }
     }
 }
 

@@ -1,27 +1,74 @@
 //! Register-level data movement for the AMX paths: the 16×16 transpose, transposed tile
 //! stores and the bf16 packing of activation rows.
 
-use super::elementwise::bf16_bits16;
+use super::elementwise::{bf16_bits16, gelu16};
 use super::{from_bh, mask16, Avx512, Avx512Bf16};
+use crate::kernels::Epilogue;
 use std::arch::x86_64::*;
 
 impl Avx512 {
-    /// Writes the transpose of a 16×16 f32 tile `t` (row-major): dst[c·ld + r] = t[r·16 + c]
-    /// for c < cols, r < rows.
+    /// Writes the transpose of a 16×16 f32 tile `t` (row-major) through the epilogue `e`:
+    /// dst[c·ld + r] = t[r·16 + c] (+ bias[r], GELU, + dst[c·ld + r]) for c < cols, r < rows;
+    /// `bias` starts at this tile's first column.
     ///
     /// # Safety
-    /// `dst` is valid for writes of `cols` rows of `rows` floats at stride `ld`, and nothing
-    /// else touches those floats during the call.
+    /// `dst` is valid for reads and writes of `cols` rows of `rows` floats at stride `ld`, and
+    /// nothing else touches those floats during the call.
     pub(crate) unsafe fn put_transposed(
         self,
         t: &[f32; 256],
         dst: *mut f32,
         ld: usize,
-        rows: usize,
-        cols: usize,
+        (rows, cols): (usize, usize),
+        bias: Option<&[f32]>,
+        e: &Epilogue,
     ) {
-        // SAFETY: the token proves AVX-512F; the caller bounds the writes.
-        unsafe { put_transposed(t, dst, ld, rows.min(16), cols.min(16)) }
+        let rows = rows.min(16);
+        assert!(bias.is_none_or(|b| b.len() >= rows));
+        // SAFETY: the token proves AVX-512F; the caller bounds dst, the assert bias.
+        unsafe { put_transposed(t, dst, ld, rows, cols.min(16), bias, e.gelu, e.accumulate) }
+    }
+}
+
+/// # Safety
+/// AVX-512F; as [`Avx512::put_transposed`], with bias (if any) holding ≥ rows floats.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+unsafe fn put_transposed(
+    t: &[f32; 256],
+    dst: *mut f32,
+    ld: usize,
+    rows: usize,
+    cols: usize,
+    bias: Option<&[f32]>,
+    gelu: bool,
+    accumulate: bool,
+) {
+    let mut r = [_mm512_setzero_ps(); 16];
+    for (i, v) in r.iter_mut().enumerate() {
+        // SAFETY: row i of the 256-float tile.
+        *v = unsafe { _mm512_loadu_ps(t.as_ptr().add(16 * i)) };
+    }
+    transpose16(&mut r);
+    let m = mask16(rows);
+    // SAFETY: the caller's bias holds ≥ rows floats; the mask stops there.
+    let b = bias.map(|b| unsafe { _mm512_maskz_loadu_ps(m, b.as_ptr()) });
+    for (c, col) in r.iter().enumerate().take(cols) {
+        let mut v = *col;
+        if let Some(b) = b {
+            v = _mm512_add_ps(v, b);
+        }
+        if gelu {
+            v = gelu16(v);
+        }
+        let p = dst.wrapping_add(c * ld);
+        // SAFETY: column c < cols goes to row c of dst, rows floats; the caller bounds it.
+        unsafe {
+            if accumulate {
+                v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, p), v);
+            }
+            _mm512_mask_storeu_ps(p, m, v);
+        }
     }
 }
 
@@ -120,23 +167,6 @@ unsafe fn rows_to_bf16(
                 );
             }
         }
-    }
-}
-
-/// # Safety
-/// AVX-512F; as [`Avx512::put_transposed`].
-#[target_feature(enable = "avx512f")]
-unsafe fn put_transposed(t: &[f32; 256], dst: *mut f32, ld: usize, rows: usize, cols: usize) {
-    let mut r = [_mm512_setzero_ps(); 16];
-    for (i, v) in r.iter_mut().enumerate() {
-        // SAFETY: row i of the 256-float tile.
-        *v = unsafe { _mm512_loadu_ps(t.as_ptr().add(16 * i)) };
-    }
-    transpose16(&mut r);
-    let m = mask16(rows);
-    for (c, col) in r.iter().enumerate().take(cols) {
-        // SAFETY: column c < cols goes to row c of dst, rows floats; the caller bounds it.
-        unsafe { _mm512_mask_storeu_ps(dst.add(c * ld), m, *col) };
     }
 }
 

@@ -43,7 +43,16 @@ fn avx512_tile_transpose_matches_the_scalar_one() {
         let ld = 19;
         let mut dst = vec![-1.0f32; 16 * ld];
         // SAFETY: dst holds 16 rows of ld ≥ 16 floats.
-        unsafe { t.put_transposed(&tile, dst.as_mut_ptr(), ld, rows, cols) };
+        unsafe {
+            t.put_transposed(
+                &tile,
+                dst.as_mut_ptr(),
+                ld,
+                (rows, cols),
+                None,
+                &Epilogue::default(),
+            )
+        };
         for c in 0..16 {
             for r in 0..ld {
                 let want = if c < cols && r < rows {

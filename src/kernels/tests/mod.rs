@@ -274,6 +274,64 @@ fn gemm_rate() {
 }
 
 #[test]
+fn epilogues_equal_the_separate_passes_in_every_variant_and_mode() {
+    let scratch = Scratch::new(rayon::current_num_threads());
+    // n = 70: a partial weight block and a partial tile of output columns.
+    let (n, k) = (70usize, 96usize);
+    let w = Tensor::owned_bf16(
+        "w",
+        vec![n, k],
+        wave(n * k, 0.05, 0.3)
+            .into_iter()
+            .map(bf16::from_f32)
+            .collect(),
+    );
+    let bias = wave(n, 0.7, 0.1);
+    for isa in variants() {
+        for bf16 in [false, true] {
+            for m in [1usize, 40] {
+                let ex = Exec {
+                    isa,
+                    bf16,
+                    scratch: &scratch,
+                };
+                let x = wave(m * k, 0.23, 0.7);
+                let resid = wave(m * n, 0.11, 0.5);
+                let mut plain = vec![0.0f32; m * n];
+                linear(ex, &x, m, &w, None, &mut plain);
+                for (i, v) in plain.iter_mut().enumerate() {
+                    *v += bias[i % n];
+                }
+                let mut want_act = plain.clone();
+                gelu_tanh(isa, &mut want_act);
+                let mut want_res = resid.clone();
+                add_in_place(&mut want_res, &plain);
+
+                let mut act = vec![0.0f32; m * n];
+                let e = Epilogue {
+                    bias: Some(&bias),
+                    gelu: true,
+                    ..Epilogue::default()
+                };
+                linear_with(ex, &x, m, &w, e, &mut act, &mut []);
+                assert_eq!(act, want_act, "{isa:?} bf16={bf16} m={m}: bias + GELU");
+                let (mut res, mut spare) = (resid.clone(), vec![0.0f32; m * n]);
+                let e = Epilogue {
+                    bias: Some(&bias),
+                    accumulate: true,
+                    ..Epilogue::default()
+                };
+                linear_with(ex, &x, m, &w, e, &mut res, &mut spare);
+                assert_eq!(res, want_res, "{isa:?} bf16={bf16} m={m}: bias + residual");
+                // The epilogue did something: a test of nothing would pass above too.
+                assert_ne!(act, plain);
+                assert_ne!(res, plain);
+            }
+        }
+    }
+}
+
+#[test]
 fn fused_products_equal_separate_ones_in_every_variant_and_mode() {
     let scratch = Scratch::new(rayon::current_num_threads());
     let k = 96;
@@ -311,9 +369,9 @@ fn fused_products_equal_separate_ones_in_every_variant_and_mode() {
                     &x,
                     m,
                     [
-                        (&ws[0], &mut a[..]),
-                        (&ws[1], &mut b[..]),
-                        (&ws[2], &mut c[..]),
+                        (&ws[0], Epilogue::default(), &mut a[..]),
+                        (&ws[1], Epilogue::default(), &mut b[..]),
+                        (&ws[2], Epilogue::default(), &mut c[..]),
                     ],
                 );
                 assert_eq!(sep, fused, "{isa:?} bf16={bf16} m={m}");
