@@ -4,6 +4,8 @@
 //! vertical pass first when the height shrinks by more than twice the width's shrink; older
 //! Pillow always ran the horizontal pass first (the results then differ by a few levels).
 
+use rayon::prelude::*;
+
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 const LANCZOS_SUPPORT: f64 = 3.0;
 
@@ -75,43 +77,54 @@ fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// Resamples rows `[y0, y0 + rows)` of `src` (w×h RGB) horizontally to `out_w`.
+/// Resamples rows `[y0, y0 + rows)` of `src` (w×h RGB) horizontally to `out_w`; output rows
+/// in parallel (each is computed alone, so the result does not depend on the split).
 fn horizontal(src: &[u8], w: usize, y0: usize, rows: usize, out_w: usize, c: &Coeffs) -> Vec<u8> {
     let mut out = vec![0u8; rows * out_w * 3];
-    for y in 0..rows {
-        let line = &src[(y0 + y) * w * 3..(y0 + y + 1) * w * 3];
-        for (xx, &(xmin, n)) in c.bounds.iter().enumerate() {
-            let k = &c.taps[xx * c.ksize..xx * c.ksize + n];
-            let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
-            for (i, &kv) in k.iter().enumerate() {
-                let p = &line[(xmin + i) * 3..(xmin + i) * 3 + 3];
+    out.par_chunks_mut(out_w * 3)
+        .enumerate()
+        .for_each(|(y, orow)| {
+            let line = &src[(y0 + y) * w * 3..(y0 + y + 1) * w * 3];
+            for (xx, &(xmin, n)) in c.bounds.iter().enumerate() {
+                let k = &c.taps[xx * c.ksize..xx * c.ksize + n];
+                let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
+                for (i, &kv) in k.iter().enumerate() {
+                    let p = &line[(xmin + i) * 3..(xmin + i) * 3 + 3];
+                    for ch in 0..3 {
+                        acc[ch] = acc[ch].wrapping_add(p[ch] as i32 * kv);
+                    }
+                }
+                let o = &mut orow[xx * 3..xx * 3 + 3];
                 for ch in 0..3 {
-                    acc[ch] = acc[ch].wrapping_add(p[ch] as i32 * kv);
+                    o[ch] = clip8(acc[ch]);
                 }
             }
-            let o = &mut out[(y * out_w + xx) * 3..][..3];
-            for ch in 0..3 {
-                o[ch] = clip8(acc[ch]);
-            }
-        }
-    }
+        });
     out
 }
 
-/// Resamples `src` (w×h RGB) vertically to `out_h`, with bounds relative to row `y_shift`.
+/// Resamples `src` (w×h RGB) vertically to `out_h`, with bounds relative to row `y_shift`;
+/// output rows in parallel, each accumulated tap by tap over the whole row.
 fn vertical(src: &[u8], w: usize, out_h: usize, c: &Coeffs, y_shift: usize) -> Vec<u8> {
     let mut out = vec![0u8; out_h * w * 3];
-    for (yy, &(ymin, n)) in c.bounds.iter().enumerate() {
-        let k = &c.taps[yy * c.ksize..yy * c.ksize + n];
-        let ymin = ymin - y_shift;
-        for x in 0..w * 3 {
-            let mut acc = 1i32 << (PRECISION_BITS - 1);
+    out.par_chunks_mut(w * 3).enumerate().for_each_init(
+        || vec![0i32; w * 3],
+        |acc, (yy, orow)| {
+            let (ymin, n) = c.bounds[yy];
+            let k = &c.taps[yy * c.ksize..yy * c.ksize + n];
+            let ymin = ymin - y_shift;
+            acc.fill(1i32 << (PRECISION_BITS - 1));
             for (i, &kv) in k.iter().enumerate() {
-                acc = acc.wrapping_add(src[(ymin + i) * w * 3 + x] as i32 * kv);
+                let row = &src[(ymin + i) * w * 3..(ymin + i + 1) * w * 3];
+                for (a, &p) in acc.iter_mut().zip(row) {
+                    *a = a.wrapping_add(p as i32 * kv);
+                }
             }
-            out[yy * w * 3 + x] = clip8(acc);
-        }
-    }
+            for (o, &a) in orow.iter_mut().zip(acc.iter()) {
+                *o = clip8(a);
+            }
+        },
+    );
     out
 }
 
