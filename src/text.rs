@@ -327,7 +327,7 @@ impl TextModel {
             if !keep_going() {
                 return Err(Error::cancelled());
             }
-            kernels::rms_norm(x, h, &layer.in_norm, c.rms_norm_eps, hbuf);
+            kernels::rms_norm(ex.isa, x, h, &layer.in_norm, c.rms_norm_eps, hbuf);
             if layer.q.b.is_none() && layer.k.b.is_none() && layer.v.b.is_none() {
                 kernels::linear_fused(
                     ex,
@@ -365,7 +365,7 @@ impl TextModel {
             );
             layer.o.run(ex, a, rows, hbuf);
             kernels::add_in_place(x, hbuf);
-            kernels::rms_norm(x, h, &layer.post_norm, c.rms_norm_eps, hbuf);
+            kernels::rms_norm(ex.isa, x, h, &layer.post_norm, c.rms_norm_eps, hbuf);
             if layer.gate.b.is_none() && layer.up.b.is_none() {
                 kernels::linear_fused(
                     ex,
@@ -387,7 +387,7 @@ impl TextModel {
         cache.len = pos0 + rows;
         let last = &x[(rows - 1) * h..rows * h];
         fit(normed, h);
-        kernels::rms_norm(last, h, &self.norm, c.rms_norm_eps, normed);
+        kernels::rms_norm(ex.isa, last, h, &self.norm, c.rms_norm_eps, normed);
         fit(logits, c.vocab_size);
         kernels::linear(
             ex,

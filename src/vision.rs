@@ -156,7 +156,15 @@ impl VisionModel {
             if !keep_going() {
                 return Err(Error::cancelled());
             }
-            kernels::layer_norm(&x, d, &layer.ln1.0, &layer.ln1.1, c.layer_norm_eps, &mut h);
+            kernels::layer_norm(
+                ex.isa,
+                &x,
+                d,
+                &layer.ln1.0,
+                &layer.ln1.1,
+                c.layer_norm_eps,
+                &mut h,
+            );
             let with_bias = |b: &'a [f32]| Epilogue {
                 bias: Some(b),
                 ..Epilogue::default()
@@ -204,7 +212,15 @@ impl VisionModel {
                 &mut x,
                 &mut h,
             );
-            kernels::layer_norm(&x, d, &layer.ln2.0, &layer.ln2.1, c.layer_norm_eps, &mut h);
+            kernels::layer_norm(
+                ex.isa,
+                &x,
+                d,
+                &layer.ln2.0,
+                &layer.ln2.1,
+                c.layer_norm_eps,
+                &mut h,
+            );
             let act = Epilogue {
                 bias: Some(&layer.fc1.1),
                 gelu: true,
@@ -221,7 +237,15 @@ impl VisionModel {
                 &mut h,
             );
         }
-        kernels::layer_norm(&x, d, &self.post.0, &self.post.1, c.layer_norm_eps, &mut h);
+        kernels::layer_norm(
+            ex.isa,
+            &x,
+            d,
+            &self.post.0,
+            &self.post.1,
+            c.layer_norm_eps,
+            &mut h,
+        );
         Ok(h)
     }
 }

@@ -113,6 +113,14 @@ unsafe fn dot_f16_avx2(x: &[f32], w: &[f16]) -> f32 {
 
 /// Elementwise functions compiled with AVX2 (the bodies are in `math.rs`).
 impl Avx2 {
+    pub(crate) fn layer_norm_row(self, r: &[f32], w: &[f32], b: &[f32], eps: f32, o: &mut [f32]) {
+        // SAFETY: the token proves the features these functions are compiled for.
+        unsafe { layer_norm_256(r, w, b, eps, o) }
+    }
+    pub(crate) fn rms_norm_row(self, r: &[f32], w: &[f32], eps: f32, o: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { rms_norm_256(r, w, eps, o) }
+    }
     pub(crate) fn gelu(self, x: &mut [f32]) {
         // SAFETY: the token proves the features these functions are compiled for.
         unsafe { gelu_256(x) }
@@ -130,6 +138,16 @@ impl Avx2 {
 #[target_feature(enable = "avx2,fma")]
 fn gelu_256(x: &mut [f32]) {
     super::math::gelu_slice(x)
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn layer_norm_256(r: &[f32], w: &[f32], b: &[f32], eps: f32, o: &mut [f32]) {
+    crate::kernels::math::layer_norm_row(r, w, b, eps, o)
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn rms_norm_256(r: &[f32], w: &[f32], eps: f32, o: &mut [f32]) {
+    crate::kernels::math::rms_norm_row(r, w, eps, o)
 }
 
 #[target_feature(enable = "avx2,fma")]

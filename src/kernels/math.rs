@@ -82,17 +82,51 @@ pub(crate) fn silu_mul_slice(gate: &mut [f32], up: &[f32]) {
 /// compiler can keep them in one vector), then across lanes.
 #[inline(always)]
 fn reduce16(row: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    reduce16_of(row, init, |v| v, f)
+}
+
+/// [`reduce16`] of map(v) for v in row.
+#[inline(always)]
+fn reduce16_of(
+    row: &[f32],
+    init: f32,
+    map: impl Fn(f32) -> f32,
+    f: impl Fn(f32, f32) -> f32,
+) -> f32 {
     let mut acc = [init; 16];
     let mut chunks = row.chunks_exact(16);
     for c in &mut chunks {
         for l in 0..16 {
-            acc[l] = f(acc[l], c[l]);
+            acc[l] = f(acc[l], map(c[l]));
         }
     }
     for (l, v) in chunks.remainder().iter().enumerate() {
-        acc[l] = f(acc[l], *v);
+        acc[l] = f(acc[l], map(*v));
     }
     acc.iter().fold(init, |a, &b| f(a, b))
+}
+
+/// One row of torch's `nn.LayerNorm`: (x − mean)·rsqrt(var + eps)·w + b, with the mean and the
+/// (biased) variance summed in 16 lanes.
+#[inline(always)]
+pub(crate) fn layer_norm_row(r: &[f32], w: &[f32], b: &[f32], eps: f32, o: &mut [f32]) {
+    let n = r.len() as f32;
+    let mean = reduce16(r, 0.0, |a, v| a + v) / n;
+    let var = reduce16_of(r, 0.0, |v| (v - mean) * (v - mean), |a, v| a + v) / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for (((o, &x), &w), &b) in o.iter_mut().zip(r).zip(w).zip(b) {
+        *o = (x - mean) * inv * w + b;
+    }
+}
+
+/// One row of LlamaRMSNorm: x·rsqrt(mean(x²) + eps)·w, the squares summed in 16 lanes.
+#[inline(always)]
+pub(crate) fn rms_norm_row(r: &[f32], w: &[f32], eps: f32, o: &mut [f32]) {
+    let ms = reduce16_of(r, 0.0, |v| v * v, |a, v| a + v) / r.len() as f32;
+    let inv = 1.0 / (ms + eps).sqrt();
+    for ((o, &x), &w) in o.iter_mut().zip(r).zip(w) {
+        *o = w * (x * inv);
+    }
 }
 
 /// In-place softmax of `row` after scaling it by `scale`.

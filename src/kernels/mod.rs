@@ -158,31 +158,28 @@ fn row_split(col_tasks: usize, row_units: usize) -> (usize, usize) {
 }
 
 /// Row-wise LayerNorm with affine weight and bias (torch `nn.LayerNorm`).
-pub(crate) fn layer_norm(x: &[f32], dim: usize, w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn layer_norm(
+    isa: Isa,
+    x: &[f32],
+    dim: usize,
+    w: &[f32],
+    b: &[f32],
+    eps: f32,
+    out: &mut [f32],
+) {
+    let simd = Simd::for_isa(isa);
     out.par_chunks_mut(dim)
         .zip(x.par_chunks(dim))
-        .for_each(|(o, r)| {
-            let n = dim as f32;
-            let mean = r.iter().sum::<f32>() / n;
-            let var = r.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-            let inv = 1.0 / (var + eps).sqrt();
-            for i in 0..dim {
-                o[i] = (r[i] - mean) * inv * w[i] + b[i];
-            }
-        });
+        .for_each(|(o, r)| simd.layer_norm_row(r, w, b, eps, o));
 }
 
 /// Row-wise RMSNorm as LlamaRMSNorm: x · rsqrt(mean(x²) + eps) · w.
-pub(crate) fn rms_norm(x: &[f32], dim: usize, w: &[f32], eps: f32, out: &mut [f32]) {
+pub(crate) fn rms_norm(isa: Isa, x: &[f32], dim: usize, w: &[f32], eps: f32, out: &mut [f32]) {
+    let simd = Simd::for_isa(isa);
     out.par_chunks_mut(dim)
         .zip(x.par_chunks(dim))
-        .for_each(|(o, r)| {
-            let ms = r.iter().map(|v| v * v).sum::<f32>() / dim as f32;
-            let inv = 1.0 / (ms + eps).sqrt();
-            for i in 0..dim {
-                o[i] = w[i] * (r[i] * inv);
-            }
-        });
+        .for_each(|(o, r)| simd.rms_norm_row(r, w, eps, o));
 }
 
 /// The elementwise variant of an [`Isa`]: the same `math.rs` bodies, compiled per ISA.
@@ -210,6 +207,26 @@ impl Simd {
         Simd::Portable
     }
 
+    fn layer_norm_row(self, r: &[f32], w: &[f32], b: &[f32], eps: f32, o: &mut [f32]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512(t) => t.layer_norm_row(r, w, b, eps, o),
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2(t) => t.layer_norm_row(r, w, b, eps, o),
+            Simd::Portable => math::layer_norm_row(r, w, b, eps, o),
+        }
+    }
+
+    fn rms_norm_row(self, r: &[f32], w: &[f32], eps: f32, o: &mut [f32]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512(t) => t.rms_norm_row(r, w, eps, o),
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2(t) => t.rms_norm_row(r, w, eps, o),
+            Simd::Portable => math::rms_norm_row(r, w, eps, o),
+        }
+    }
+
     fn gelu(self, x: &mut [f32]) {
         match self {
             #[cfg(target_arch = "x86_64")]
@@ -230,7 +247,7 @@ impl Simd {
         }
     }
 
-    /// Softmax of `row` scaled by `scale` as bf16 bits in `out` (`row` is clobbered).
+    /// [`math::softmax_scaled_bf16`]: the unnormalised bf16 probabilities and 1/Σ.
     pub(crate) fn softmax_scaled_bf16(self, row: &[f32], scale: f32, out: &mut [u16]) -> f32 {
         match self {
             #[cfg(target_arch = "x86_64")]

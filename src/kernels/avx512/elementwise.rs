@@ -5,6 +5,14 @@ use std::arch::x86_64::*;
 
 /// Elementwise functions compiled with AVX-512 (the bodies are in `math.rs`).
 impl Avx512 {
+    pub(crate) fn layer_norm_row(self, r: &[f32], w: &[f32], b: &[f32], eps: f32, o: &mut [f32]) {
+        // SAFETY: the token proves the features these functions are compiled for.
+        unsafe { layer_norm_512(r, w, b, eps, o) }
+    }
+    pub(crate) fn rms_norm_row(self, r: &[f32], w: &[f32], eps: f32, o: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { rms_norm_512(r, w, eps, o) }
+    }
     pub(crate) fn gelu(self, x: &mut [f32]) {
         // SAFETY: the token proves the features these functions are compiled for.
         unsafe { gelu_512(x) }
@@ -21,6 +29,16 @@ impl Avx512 {
         // SAFETY: as above.
         unsafe { softmax_bf16_512(row, scale, out) }
     }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+fn layer_norm_512(r: &[f32], w: &[f32], b: &[f32], eps: f32, o: &mut [f32]) {
+    crate::kernels::math::layer_norm_row(r, w, b, eps, o)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+fn rms_norm_512(r: &[f32], w: &[f32], eps: f32, o: &mut [f32]) {
+    crate::kernels::math::rms_norm_row(r, w, eps, o)
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
