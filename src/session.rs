@@ -9,6 +9,7 @@ use crate::request::{Hooks, Output, Request, Stats, StopReason, MAX_TOKENS_LIMIT
 use crate::sampler::Sampler;
 use crate::text::{KvCache, TextScratch};
 use crate::tokenizer::Utf8Stream;
+use crate::vision::VisionBuffers;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -141,18 +142,23 @@ impl Session {
         // 13.8 s), and activation memory stays that of one tile.
         const BATCH: usize = 1;
         let (mut vis, mut feats) = (Vec::new(), Vec::new());
+        let mut bufs = VisionBuffers::default();
         let mut t = 0;
         while t < n_tiles {
             let n = BATCH.min(n_tiles - t);
-            let out = v
-                .encoder
-                .forward(ex, &pixels[t * per..(t + n) * per], n, keep_going)?;
+            let out = v.encoder.forward(
+                ex,
+                &pixels[t * per..(t + n) * per],
+                n,
+                keep_going,
+                &mut bufs,
+            )?;
             feats.extend(
                 v.connector
-                    .forward(ex, &out, n, v.encoder.cfg.patches_per_side()),
+                    .forward(ex, out, n, v.encoder.cfg.patches_per_side()),
             );
             if keep_vision {
-                vis.extend(out);
+                vis.extend_from_slice(out);
             }
             t += n;
         }

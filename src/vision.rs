@@ -17,6 +17,26 @@ struct Layer {
     fc2: (Tensor, Vec<f32>),
 }
 
+/// The activations of one forward pass, kept by the caller across the tiles of an encode so
+/// each tile reuses memory the previous one already touched (fresh pages cost a fault each).
+#[derive(Default)]
+pub(crate) struct VisionBuffers {
+    cols: Vec<f32>,
+    x: Vec<f32>,
+    h: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    a: Vec<f32>,
+    f: Vec<f32>,
+}
+
+/// `v` holding exactly n values (contents are overwritten before they are read).
+fn fit(v: &mut Vec<f32>, n: usize) -> &mut Vec<f32> {
+    v.resize(n, 0.0);
+    v
+}
+
 pub(crate) struct VisionModel {
     pub cfg: VisionConfig,
     patch: (Tensor, Vec<f32>),
@@ -89,15 +109,16 @@ impl VisionModel {
         })
     }
 
-    /// Encodes `n` tiles of [3, S, S] pixels (S = image_size) into [n·patches, hidden].
-    /// `keep_going` is polled between layers; false cancels.
-    pub fn forward<'a>(
+    /// Encodes `n` tiles of [3, S, S] pixels (S = image_size) into [n·patches, hidden], a
+    /// slice of `bufs`. `keep_going` is polled between layers; false cancels.
+    pub fn forward<'a, 'b>(
         &'a self,
         ex: Exec,
         tiles: &[f32],
         n: usize,
         keep_going: &mut dyn FnMut() -> bool,
-    ) -> Result<Vec<f32>> {
+        bufs: &'b mut VisionBuffers,
+    ) -> Result<&'b [f32]> {
         let c = &self.cfg;
         let (s, p, side, d) = (
             c.image_size,
@@ -116,7 +137,19 @@ impl VisionModel {
         // Conv2d with kernel = stride = patch as a GEMM over unfolded patches (c, ky, kx order =
         // the conv weight's layout); the conv is "valid", so pixels past side·patch are dropped.
         let kdim = 3 * p * p;
-        let mut cols = vec![0.0f32; n * np * kdim];
+        let VisionBuffers {
+            cols,
+            x,
+            h,
+            q,
+            k,
+            v,
+            a,
+            f,
+        } = bufs;
+        let rows = n * np;
+        let inter = c.intermediate_size;
+        let cols = fit(cols, rows * kdim);
         for t in 0..n {
             let tile = &tiles[t * 3 * s * s..(t + 1) * 3 * s * s];
             for py in 0..side {
@@ -131,19 +164,20 @@ impl VisionModel {
                 }
             }
         }
-        let rows = n * np;
-        let mut x = vec![0.0f32; rows * d];
-        kernels::linear(ex, &cols, rows, &self.patch.0, Some(&self.patch.1), &mut x);
-        drop(cols);
+        let x = fit(x, rows * d);
+        kernels::linear(ex, cols, rows, &self.patch.0, Some(&self.patch.1), x);
         // Full tiles: the bucketized position ids are the identity.
         for t in 0..n {
             kernels::add_in_place(&mut x[t * np * d..(t + 1) * np * d], &self.pos);
         }
 
-        let inter = c.intermediate_size;
-        let mut h = vec![0.0f32; rows * d];
-        let (mut q, mut k, mut v, mut a) = (h.clone(), h.clone(), h.clone(), h.clone());
-        let mut f = vec![0.0f32; rows * inter];
+        let (h, f) = (fit(h, rows * d), fit(f, rows * inter));
+        let (q, k, v, a) = (
+            fit(q, rows * d),
+            fit(k, rows * d),
+            fit(v, rows * d),
+            fit(a, rows * d),
+        );
         let shape = AttnShape {
             t_q: np,
             t_kv: np,
@@ -158,12 +192,12 @@ impl VisionModel {
             }
             kernels::layer_norm(
                 ex.isa,
-                &x,
+                x,
                 d,
                 &layer.ln1.0,
                 &layer.ln1.1,
                 c.layer_norm_eps,
-                &mut h,
+                h,
             );
             let with_bias = |b: &'a [f32]| Epilogue {
                 bias: Some(b),
@@ -171,7 +205,7 @@ impl VisionModel {
             };
             kernels::linear_fused(
                 ex,
-                &h,
+                h,
                 rows,
                 [
                     (&layer.q.0, with_bias(&layer.q.1), &mut q[..]),
@@ -203,49 +237,33 @@ impl VisionModel {
                 accumulate: true,
                 ..Epilogue::default()
             };
-            kernels::linear_with(
-                ex,
-                &a,
-                rows,
-                &layer.o.0,
-                residual(&layer.o.1),
-                &mut x,
-                &mut h,
-            );
+            kernels::linear_with(ex, a, rows, &layer.o.0, residual(&layer.o.1), x, h);
             kernels::layer_norm(
                 ex.isa,
-                &x,
+                x,
                 d,
                 &layer.ln2.0,
                 &layer.ln2.1,
                 c.layer_norm_eps,
-                &mut h,
+                h,
             );
             let act = Epilogue {
                 bias: Some(&layer.fc1.1),
                 gelu: true,
                 ..Epilogue::default()
             };
-            kernels::linear_with(ex, &h, rows, &layer.fc1.0, act, &mut f, &mut []);
-            kernels::linear_with(
-                ex,
-                &f,
-                rows,
-                &layer.fc2.0,
-                residual(&layer.fc2.1),
-                &mut x,
-                &mut h,
-            );
+            kernels::linear_with(ex, h, rows, &layer.fc1.0, act, f, &mut []);
+            kernels::linear_with(ex, f, rows, &layer.fc2.0, residual(&layer.fc2.1), x, h);
         }
         kernels::layer_norm(
             ex.isa,
-            &x,
+            x,
             d,
             &self.post.0,
             &self.post.1,
             c.layer_norm_eps,
-            &mut h,
+            h,
         );
-        Ok(h)
+        Ok(&h[..])
     }
 }
