@@ -12,6 +12,7 @@ prompt and for an image prompt with splitting, decode tok/s (decode time only, p
 time to first token (the CLI's total time of the one-token image runs: preprocessing, vision,
 prefill, first token), load time and peak RSS. One column per --precisions entry (auto: the CLI's
 default; f32: `--precision f32`). A model without a vision tower (plain Llama) gets the text rows.
+Each of our rounds starts with one untimed run (transformers is timed after a warm-up too).
 
 Anchors (--anchors; each is "not run" with its reason when its path is missing or it fails):
   - llama.cpp: `llama-bench -t T -p <our prompt lengths> -n <decode tokens> -r 1 -o json` on a
@@ -141,6 +142,10 @@ class Ours:
 
     def round(self):
         out = {}
+        # One untimed run first: the round starts right after other tools, on a CPU that may
+        # have idled or run something else (the first run then measured 20-40 % slower here),
+        # and transformers is timed after an in-process warm-up too.
+        run_proc(self.cmd(self.cases[0][1]))
         for case, args in self.cases:
             rc, stdout, stderr, rss = run_proc(self.cmd(args))
             if rc != 0:
