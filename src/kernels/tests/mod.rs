@@ -124,7 +124,10 @@ fn every_variant_linear_matches_f64() {
 
 /// Shapes around every blocking boundary of the GEMM (MR = 12 rows, NR = 32 columns, k in
 /// pairs) and of the matrix-vector path (≤ 4 rows, groups of 4 weight rows, 16/32 lanes).
-const SHAPES: [(usize, usize, usize); 9] = [
+/// Shapes around every blocking boundary: 1–4 rows (matrix-vector), partial tiles and weight
+/// blocks, k past several AMX k chunks (2048) and not a multiple of 32, more activation pairs
+/// than one AMX task takes.
+const SHAPES: [(usize, usize, usize); 10] = [
     (1, 33, 31),
     (2, 5, 64),
     (4, 9, 17),
@@ -134,6 +137,7 @@ const SHAPES: [(usize, usize, usize); 9] = [
     (13, 33, 1),
     (25, 70, 45),
     (40, 100, 577),
+    (300, 70, 4400),
 ];
 
 /// x·wᵀ in f64 over the given activations.
@@ -222,6 +226,9 @@ fn gemm_rate() {
             (1, 1536, 576),
             (1024, 3072, 768),
             (1024, 768, 3072),
+            (1128, 2048, 2048),
+            (1128, 8192, 2048),
+            (1128, 2048, 8192),
         ] {
             if std::env::var("SMOLVLM_RATE_M").is_ok_and(|v| v != m.to_string()) {
                 continue;
