@@ -7,7 +7,7 @@ use super::{DType, Data, Tensor};
 use crate::error::{Error, Result};
 use ::safetensors::{Dtype, SafeTensors};
 use half::{bf16, f16};
-use memmap2::{Mmap, MmapOptions};
+use memmap2::Mmap;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -82,13 +82,9 @@ impl WeightStore {
         let mut entries = HashMap::new();
         for path in weight_files(dir)? {
             let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-            // Page tables filled at load (MAP_POPULATE): faulting the weights in page by page
-            // during the first products cost more than the whole populate (4.3 GB: 200,000
-            // faults inside a 1128-token prefill vs 185 ms here, page cache warm).
             // SAFETY: the map is read-only and private to this process; a file truncated or
             // rewritten by another process while mapped is outside what any mmap loader can guard.
-            let map = unsafe { MmapOptions::new().populate().map(&file) }
-                .map_err(|e| Error::io(&path, e))?;
+            let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
             let st = SafeTensors::deserialize(&map).map_err(|e| {
                 Error::model(format!(
                     "{}: not a valid safetensors file: {}",
