@@ -45,6 +45,12 @@
 
 
 /**
+ * Connector outputs kept for at most this many tiles (two split images of 13 tiles plus
+ * their global views' neighbours): 256M shapes 147 KiB a tile, SmolVLM-Instruct 648 KiB.
+ */
+#define MAX_CACHED_TILES 32
+
+/**
  * Upper bound on `max_tokens`, far above any model's context.
  */
 #define SMOLVLM_MAX_TOKENS (1 << 20)
@@ -264,6 +270,14 @@ typedef struct smolvlm_generate_params {
    * One of smolvlm_precision (default SMOLVLM_PRECISION_AUTO).
    */
   int32_t precision;
+  /**
+   * 1 (default): reuse what this context computed for its earlier prompts — positions up to
+   * the first difference from what its KV cache holds, and image tiles with the same pixels
+   * (the cached features of at most 32 tiles) — so a follow-up question about an image
+   * costs only its new tokens; the output is that of a fresh run. 0: compute everything and
+   * forget what the context kept.
+   */
+  int32_t prompt_cache;
 } smolvlm_generate_params;
 
 typedef struct smolvlm_model smolvlm_model_t;
@@ -285,7 +299,8 @@ typedef struct smolvlm_stats {
    */
   double load_ms;
   /**
-   * Image tiles encoded (0 for text-only prompts).
+   * Image tiles encoded by the call (0 for text-only prompts and for tiles taken from the
+   * context's cache).
    */
   int32_t tiles;
   double encode_ms;
@@ -310,6 +325,10 @@ typedef struct smolvlm_stats {
    * The smolvlm_precision the call ran in (never AUTO: what it resolved to).
    */
   int32_t precision;
+  /**
+   * Prompt positions taken from the context's cache (prefill_tokens are the ones computed).
+   */
+  int32_t reused_tokens;
 } smolvlm_stats;
 
 /**
@@ -452,6 +471,16 @@ enum smolvlm_status smolvlm_ctx_generate_chat(smolvlm_ctx_t *ctx,
  * `ctx` is a live context; `out` points to a smolvlm_stats whose `size` is set.
  */
 enum smolvlm_status smolvlm_ctx_get_stats(const smolvlm_ctx_t *ctx, struct smolvlm_stats *out);
+
+/**
+ * Forgets what the context kept from earlier prompts (its prompt cache and image features):
+ * the next generate computes its whole prompt. The conversation itself is the caller's (the
+ * messages it passes); nothing else changes.
+ *
+ * # Safety
+ * `ctx` is NULL or a live context.
+ */
+enum smolvlm_status smolvlm_ctx_reset(smolvlm_ctx_t *ctx);
 
 /**
  * Loads a model directory and returns a context owning it, or NULL on failure

@@ -2,7 +2,8 @@
 # C ABI tests: the header is what cbindgen makes; the libraries export exactly the header's
 # smolvlm_* functions; a drop-in C program linked against the shared and the static library
 # prints what the Rust CLI prints; the extended API tests (tests/c/test_api.c, including JSON
-# chats against the CLI's --messages); 4 threads × 20 load → generate → free cycles with a bound
+# chats against the CLI's --messages); a 3-turn conversation on one context whose prompt cache
+# must give each fresh context's answer (tests/c/test_chat.c); 4 threads × 20 load → generate → free cycles with a bound
 # on resident-memory growth and two concurrent contexts (tests/c/test_cycles.c); a C++ TU; an
 # install with pkg-config; valgrind on load → generate → free ×3 (tests/c/dropin_repeat.c, which
 # checks its own output). Needs `cargo build --release` first.
@@ -41,6 +42,8 @@ cc "${CFLAGS[@]}" examples/c/dropin_cli.c -Ltarget/release -lsmolvlm -Wl,-rpath,
 cc "${CFLAGS[@]}" examples/c/dropin_cli.c target/release/libsmolvlm.a $static_libs -o "$OUT/dropin_static"
 cc "${CFLAGS[@]}" -D_POSIX_C_SOURCE=200809L tests/c/test_api.c -Ltarget/release -lsmolvlm -lpthread -lm \
   -Wl,-rpath,"$PWD/target/release" -o "$OUT/test_api"
+cc "${CFLAGS[@]}" -D_POSIX_C_SOURCE=200809L tests/c/test_chat.c -Ltarget/release -lsmolvlm -lpthread \
+  -Wl,-rpath,"$PWD/target/release" -o "$OUT/test_chat"
 cc "${CFLAGS[@]}" -D_POSIX_C_SOURCE=200809L tests/c/test_cycles.c -Ltarget/release -lsmolvlm -lpthread \
   -Wl,-rpath,"$PWD/target/release" -o "$OUT/test_cycles"
 cc "${CFLAGS[@]}" tests/c/dropin_repeat.c -Ltarget/release -lsmolvlm -Wl,-rpath,"$PWD/target/release" -o "$OUT/dropin_repeat"
@@ -113,6 +116,9 @@ target/release/smolvlm --silent -d $MODEL --messages $CHATS/text_multiturn.json 
   > "$OUT/text_multiturn.cli.txt"
 "$OUT/test_api" $MODEL $PPM "$OUT/corrupt" $CHATS/image_multiturn.json "$OUT/image_multiturn.cli.txt" \
   $CHATS/text_multiturn.json "$OUT/text_multiturn.cli.txt"
+
+# 5a. A 3-turn conversation on one context (prompt cache) equals fresh contexts turn by turn.
+"$OUT/test_chat" $MODEL $PPM
 
 # 5b. 4 threads × 20 load → generate → free cycles (resident memory must not grow), and two
 #     contexts on one model at once with n_threads 1 and 2 (same text as serial runs).

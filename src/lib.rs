@@ -33,6 +33,7 @@ mod log;
 mod model;
 mod processor;
 mod prompt;
+mod prompt_cache;
 mod request;
 mod resize;
 mod sampler;

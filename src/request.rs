@@ -107,6 +107,10 @@ pub struct Request {
     pub sampling: SamplingParams,
     /// Numeric mode of products with bf16 weights ([`Precision::Auto`] by default).
     pub precision: Precision,
+    /// Reuse what the session computed for earlier prompts (true by default): positions up to
+    /// the first difference from what its KV cache holds, and tiles whose pixels it encoded
+    /// recently. false recomputes everything and forgets what the session kept.
+    pub prompt_cache: bool,
 }
 
 impl Request {
@@ -126,6 +130,7 @@ impl Request {
             max_tokens: 256,
             sampling: SamplingParams::default(),
             precision: Precision::Auto,
+            prompt_cache: true,
         }
     }
 }
@@ -133,12 +138,15 @@ impl Request {
 /// Counts and timings of one generate call.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stats {
-    /// Image tiles encoded.
+    /// Image tiles encoded by this call (tiles found in the session's cache are not).
     pub tiles: usize,
     /// Vision encoder + connector time.
     pub encode_ms: f64,
     /// Prompt positions run through the decoder.
     pub prefill_tokens: usize,
+    /// Prompt positions taken from the session's KV cache instead (see
+    /// [`Request::prompt_cache`]).
+    pub reused_tokens: usize,
     /// Decoder time for the prompt.
     pub prefill_ms: f64,
     /// Tokens generated.

@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::kernels::{Exec, Precision, Scratch};
 use crate::model::Model;
 use crate::prompt::{prepare, Prepared};
+use crate::prompt_cache::{position_keys, tile_hash, PromptCache};
 use crate::request::{Hooks, Output, Request, Stats, StopReason, MAX_TOKENS_LIMIT};
 use crate::sampler::Sampler;
 use crate::text::{KvCache, TextScratch};
@@ -25,6 +26,7 @@ pub struct Session {
     threads: usize,
     pool: Option<rayon::ThreadPool>,
     last_stats: Stats,
+    prompt_cache: PromptCache,
 }
 
 impl Session {
@@ -39,6 +41,7 @@ impl Session {
             threads: 0,
             pool: None,
             last_stats: Stats::default(),
+            prompt_cache: PromptCache::default(),
         }
     }
 
@@ -72,9 +75,16 @@ impl Session {
         }
     }
 
-    /// Bytes of scratch memory this session holds (KV cache excluded).
+    /// Bytes of scratch memory this session holds (KV cache excluded; kept image features
+    /// included).
     pub fn scratch_bytes(&self) -> usize {
-        self.scratch.bytes() + self.ws.bytes()
+        self.scratch.bytes() + self.ws.bytes() + self.prompt_cache.bytes()
+    }
+
+    /// Forgets the prompt cache: the next generate computes its whole prompt and encodes
+    /// every tile.
+    pub fn reset_prompt_cache(&mut self) {
+        self.prompt_cache.clear();
     }
 
     /// Runs `f` on this session's pool (built on first use, with one scratch slot per worker).
@@ -108,13 +118,28 @@ impl Session {
         n_tiles: usize,
         keep_vision: bool,
     ) -> Result<(Vec<f32>, Vec<f32>)> {
-        self.on_pool(|s| s.encode_inner(pixels, n_tiles, keep_vision, false, &mut || true))?
+        let all: Vec<usize> = (0..n_tiles).collect();
+        self.on_pool(|s| {
+            let s3 = s
+                .model
+                .vision
+                .as_ref()
+                .map_or(0, |v| v.encoder.cfg.image_size);
+            if pixels.len() != n_tiles * 3 * s3 * s3 {
+                return Err(Error::invalid(format!(
+                    "{} pixel values for {n_tiles} tiles of 3x{s3}x{s3}",
+                    pixels.len()
+                )));
+            }
+            s.encode_inner(pixels, &all, keep_vision, false, &mut || true)
+        })?
     }
 
+    /// Encodes the listed tiles of `pixels` ([tiles, 3, S, S]), in that order.
     fn encode_inner(
         &self,
         pixels: &[f32],
-        n_tiles: usize,
+        which: &[usize],
         keep_vision: bool,
         bf16: bool,
         keep_going: &mut dyn FnMut() -> bool,
@@ -126,11 +151,8 @@ impl Session {
             .ok_or_else(|| Error::invalid("not a vision model"))?;
         let s = v.encoder.cfg.image_size;
         let per = 3 * s * s;
-        if pixels.len() != n_tiles * per {
-            return Err(Error::invalid(format!(
-                "{} pixel values for {n_tiles} tiles of {per}",
-                pixels.len()
-            )));
+        if which.iter().any(|&t| (t + 1) * per > pixels.len()) {
+            return Err(Error::invalid("a tile index past the pixels"));
         }
         let ex = Exec {
             isa: self.model.isa,
@@ -140,27 +162,23 @@ impl Session {
         // One tile at a time: its activations stay in L2 while every weight block passes over
         // them, which beat batches of 4 (13 tiles, 256M shapes: bf16 7.3 → 6.4 s, f32 14.9 →
         // 13.8 s), and activation memory stays that of one tile.
-        const BATCH: usize = 1;
         let (mut vis, mut feats) = (Vec::new(), Vec::new());
         let mut bufs = VisionBuffers::default();
-        let mut t = 0;
-        while t < n_tiles {
-            let n = BATCH.min(n_tiles - t);
+        for &t in which {
             let out = v.encoder.forward(
                 ex,
-                &pixels[t * per..(t + n) * per],
-                n,
+                &pixels[t * per..(t + 1) * per],
+                1,
                 keep_going,
                 &mut bufs,
             )?;
             feats.extend(
                 v.connector
-                    .forward(ex, out, n, v.encoder.cfg.patches_per_side()),
+                    .forward(ex, out, 1, v.encoder.cfg.patches_per_side()),
             );
             if keep_vision {
                 vis.extend_from_slice(out);
             }
-            t += n;
         }
         Ok((vis, feats))
     }
@@ -199,32 +217,77 @@ impl Session {
                 tc.max_position_embeddings
             )));
         }
-        let t_enc = Instant::now();
-        let feats = if n_tiles > 0 {
-            self.encode_inner(&pixels, n_tiles, false, bf16, keep_going)?
-                .1
+        // What the KV cache already holds of this prompt (see prompt_cache.rs); nothing is
+        // reusable until this call's prefill has succeeded.
+        let (image_token, seq_len, per) = match &m.vision {
+            Some(v) => {
+                let s = v.encoder.cfg.image_size;
+                (Some(v.image_token_id), v.seq_len, 3 * s * s)
+            }
+            None => (None, 0, 0),
+        };
+        let hashes: Vec<u64> = (0..n_tiles)
+            .map(|t| tile_hash(&pixels[t * per..(t + 1) * per]))
+            .collect();
+        let keys = position_keys(&ids, image_token, &hashes, seq_len);
+        let reuse = if req.prompt_cache {
+            self.prompt_cache.reusable(&keys, stats.precision)
         } else {
+            self.prompt_cache.clear();
+            0
+        };
+        self.prompt_cache.keys.clear();
+
+        // Image features from the first tile any position past `reuse` needs: kept ones from
+        // the tile cache, the rest encoded.
+        let t_enc = Instant::now();
+        let first_row = ids[..reuse]
+            .iter()
+            .filter(|&&id| Some(id) == image_token)
+            .count();
+        let first_tile = first_row.checked_div(seq_len).unwrap_or(0);
+        let missing: Vec<usize> = (first_tile..n_tiles)
+            .filter(|&t| self.prompt_cache.tile(hashes[t]).is_none())
+            .collect();
+        let fresh = if missing.is_empty() {
             Vec::new()
+        } else {
+            self.encode_inner(&pixels, &missing, false, bf16, keep_going)?
+                .1
         };
         drop(pixels);
-        stats.tiles = n_tiles;
+        let tile_len = fresh.len() / missing.len().max(1);
+        let mut fresh = fresh.chunks_exact(tile_len.max(1)).map(<[f32]>::to_vec);
+        // Tiles first_tile.., in order: fresh ones as encoded, the others from the cache.
+        let tiles: Vec<Vec<f32>> = (first_tile..n_tiles)
+            .map(|t| match self.prompt_cache.tile(hashes[t]) {
+                Some(f) if !missing.contains(&t) => f.to_vec(),
+                _ => fresh.next().unwrap_or_default(),
+            })
+            .collect();
+        stats.tiles = missing.len();
         stats.encode_ms = t_enc.elapsed().as_secs_f64() * 1e3;
 
         let t_pre = Instant::now();
         let h = tc.hidden_size;
-        m.text.embed(&ids, &mut self.ws.x)?;
-        if let Some(v) = &m.vision {
-            // inputs_merger: image rows replace the <image> embeddings in order.
-            let mut row = 0;
-            for (i, &id) in ids.iter().enumerate() {
-                if id == v.image_token_id {
-                    self.ws.x[i * h..(i + 1) * h].copy_from_slice(&feats[row * h..(row + 1) * h]);
-                    row += 1;
-                }
+        let rows = ids.len() - reuse;
+        m.text.embed(&ids[reuse..], &mut self.ws.x)?;
+        // inputs_merger: image rows replace the <image> embeddings in order.
+        let mut row = first_row;
+        for (i, &id) in ids[reuse..].iter().enumerate() {
+            if Some(id) == image_token {
+                let feats = &tiles[row / seq_len - first_tile];
+                let r = row % seq_len;
+                self.ws.x[i * h..(i + 1) * h].copy_from_slice(&feats[r * h..(r + 1) * h]);
+                row += 1;
             }
         }
-        drop(feats);
-        self.cache.clear();
+        for (i, t) in (first_tile..n_tiles).enumerate() {
+            if missing.contains(&t) {
+                self.prompt_cache.keep_tile(hashes[t], tiles[i].clone());
+            }
+        }
+        self.cache.len = reuse;
         let budget = req.max_tokens.min(tc.max_position_embeddings - ids.len());
         self.cache.reserve(ids.len() + budget)?;
         let ex = Exec {
@@ -233,8 +296,11 @@ impl Session {
             scratch: &self.scratch,
         };
         m.text
-            .forward(ex, ids.len(), &mut self.cache, &mut self.ws, keep_going)?;
-        stats.prefill_tokens = ids.len();
+            .forward(ex, rows, &mut self.cache, &mut self.ws, keep_going)?;
+        self.prompt_cache.keys = keys;
+        self.prompt_cache.precision = Some(stats.precision);
+        stats.reused_tokens = reuse;
+        stats.prefill_tokens = rows;
         stats.prefill_ms = t_pre.elapsed().as_secs_f64() * 1e3;
         Ok((ids, stats))
     }
@@ -249,7 +315,12 @@ impl Session {
 
     /// Generates the answer to `req`, streaming pieces to `hooks.on_token`.
     pub fn generate(&mut self, req: &Request, hooks: Hooks) -> Result<Output> {
-        self.on_pool(|s| s.generate_inner(req, hooks))?
+        let out = self.on_pool(|s| s.generate_inner(req, hooks))?;
+        if out.is_err() {
+            // The KV cache may hold part of a step: nothing in it is reused.
+            self.prompt_cache.keys.clear();
+        }
+        out
     }
 
     fn generate_inner(&mut self, req: &Request, mut hooks: Hooks) -> Result<Output> {
@@ -308,6 +379,7 @@ impl Session {
             m.text.embed(&[tok], &mut self.ws.x)?;
             m.text
                 .forward(ex, 1, &mut self.cache, &mut self.ws, &mut keep_going)?;
+            self.prompt_cache.keys.push(tok as u64);
         }
         let tail = utf8.finish();
         if !tail.is_empty() {

@@ -65,9 +65,6 @@ impl KvCache {
             width: cfg.num_key_value_heads * cfg.head_dim,
         }
     }
-    pub fn clear(&mut self) {
-        self.len = 0;
-    }
     /// Makes room for `positions` in total, failing cleanly when the memory is not there.
     pub fn reserve(&mut self, positions: usize) -> Result<()> {
         let need = positions * self.width;

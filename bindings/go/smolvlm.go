@@ -24,6 +24,7 @@ import "C"
 
 import (
 	"encoding/json"
+	"strings"
 
 	"fmt"
 	"runtime"
@@ -233,6 +234,10 @@ type Request struct {
 	Threads      int
 	// Precision is "auto" (or ""), "f32" or "bf16" (see smolvlm_precision in the C header).
 	Precision string
+	// NoPromptCache computes the whole prompt and forgets what the context kept; by default a
+	// context reuses what it computed for earlier prompts (a follow-up question costs only its
+	// new tokens; the answer is that of a fresh run).
+	NoPromptCache bool
 	// OnPiece receives complete UTF-8 pieces; returning false stops generation.
 	OnPiece func(piece string) bool
 	// Abort is polled between tiles, layers and tokens; true cancels with ErrCancelled.
@@ -260,6 +265,9 @@ func (c *Context) Generate(r Request) (string, error) {
 	}
 	p.seed = C.uint64_t(r.Seed)
 	p.n_threads = C.int32_t(r.Threads)
+	if r.NoPromptCache {
+		p.prompt_cache = 0
+	}
 	switch r.Precision {
 	case "", "auto":
 		p.precision = C.SMOLVLM_PRECISION_AUTO
@@ -322,11 +330,14 @@ func (c *Context) Generate(r Request) (string, error) {
 // Stats are the timings and counts of a context's last generation.
 type Stats struct {
 	LoadMs, EncodeMs, PrefillMs, DecodeMs, DecodeTokensPerS, TotalMs float64
-	Tiles, PrefillTokens, DecodeTokens                               int
+	// Tiles encoded and prompt positions computed by the call; ReusedTokens were taken from
+	// the context's prompt cache instead.
+	Tiles, PrefillTokens, DecodeTokens int
 	// Threads the call ran on (the context's own pool).
 	Threads int
 	// Precision the call ran in: "f32" or "bf16".
-	Precision string
+	Precision    string
+	ReusedTokens int
 }
 
 // Stats returns the statistics of the last successful Generate.
@@ -340,8 +351,57 @@ func (c *Context) Stats() (Stats, error) {
 	}
 	return Stats{float64(s.load_ms), float64(s.encode_ms), float64(s.prefill_ms), float64(s.decode_ms),
 		float64(s.decode_tokens_per_s), float64(s.total_ms), int(s.tiles), int(s.prefill_tokens),
-		int(s.decode_tokens), int(s.threads), precisionName(int(s.precision))}, nil
+		int(s.decode_tokens), int(s.threads), precisionName(int(s.precision)), int(s.reused_tokens)}, nil
 }
+
+// ResetPromptCache forgets what the context kept from earlier prompts: the next Generate
+// computes its whole prompt.
+func (c *Context) ResetPromptCache() error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return check(C.smolvlm_ctx_reset(c.p))
+}
+
+// Chat is a conversation on one context: the first message's images, then each question
+// and reply in turn (replies kept as trimmed text, as a caller sends them back).
+type Chat struct {
+	ctx      *Context
+	images   []*Image
+	messages []map[string]interface{}
+}
+
+// NewChat starts a conversation about images (may be empty), with an optional system prompt.
+func (c *Context) NewChat(system string, images []*Image) *Chat {
+	ch := &Chat{ctx: c, images: images}
+	if system != "" {
+		ch.messages = append(ch.messages, map[string]interface{}{"role": "system", "content": system})
+	}
+	return ch
+}
+
+// Ask sends the next user message with r's settings (its Prompt, SystemPrompt, Messages and
+// Images are the chat's) and returns the reply, which joins the conversation.
+func (ch *Chat) Ask(text string, r Request) (string, error) {
+	parts := []interface{}{}
+	if len(ch.messages) == 0 || (len(ch.messages) == 1 && ch.messages[0]["role"] == "system") {
+		for range ch.images {
+			parts = append(parts, map[string]interface{}{"type": "image"})
+		}
+	}
+	parts = append(parts, map[string]interface{}{"type": "text", "text": text})
+	msgs := append(ch.messages, map[string]interface{}{"role": "user", "content": parts})
+	r.Prompt, r.SystemPrompt, r.Messages, r.Images = "", "", msgs, ch.images
+	reply, err := ch.ctx.Generate(r)
+	if err != nil {
+		return "", err
+	}
+	ch.messages = append(msgs, map[string]interface{}{"role": "assistant",
+		"content": []interface{}{map[string]interface{}{"type": "text", "text": strings.TrimSpace(reply)}}})
+	return reply, nil
+}
+
+// Messages is the conversation so far, in the HF chat format.
+func (ch *Chat) Messages() []map[string]interface{} { return ch.messages }
 
 func precisionName(p int) string {
 	if p == C.SMOLVLM_PRECISION_BF16 {

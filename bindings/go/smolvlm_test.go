@@ -81,7 +81,9 @@ func TestTextAndImagesMatchCLI(t *testing.T) {
 		}
 	}
 	for i, img := range []*Image{fromFile, fromBytes, fromPixels} {
-		got, err := c.Generate(Request{Prompt: "What is it?", Images: []*Image{img}, MaxTokens: 12})
+		// Each call encodes its image (the stats below are checked as a fresh run's).
+		got, err := c.Generate(Request{Prompt: "What is it?", Images: []*Image{img}, MaxTokens: 12,
+			NoPromptCache: true})
 		if err != nil || got != want {
 			t.Fatalf("image source %d: %q, want %q (%v)", i, got, want, err)
 		}
@@ -190,5 +192,44 @@ func TestOneModelManyGoroutines(t *testing.T) {
 		} else if g != want {
 			t.Errorf("goroutine %d: %q, want %q", i, g, want)
 		}
+	}
+}
+
+func TestChatTurnsEqualFreshRuns(t *testing.T) {
+	m, c := load(t)
+	defer m.Close()
+	defer c.Close()
+	fresh, err := m.NewContext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	img, err := ImageFromFile(filepath.Join(images, "square.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	chat := c.NewChat("", []*Image{img})
+	prev := 0
+	for i, q := range []string{"What is this?", "What colors are in it?", "Is there text?"} {
+		got, err := chat.Ask(q, Request{MaxTokens: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := c.Stats()
+		msgs := chat.Messages()
+		want, err := fresh.Generate(Request{Messages: msgs[:len(msgs)-1], Images: []*Image{img}, MaxTokens: 8,
+			NoPromptCache: true})
+		if err != nil || got != want {
+			t.Fatalf("turn %d: %q, fresh %q (%v)", i+1, got, want, err)
+		}
+		if i > 0 && (s.Tiles != 0 || s.ReusedTokens < prev) {
+			t.Fatalf("turn %d: %d tiles encoded, %d positions reused (previous prompt %d)", i+1, s.Tiles,
+				s.ReusedTokens, prev)
+		}
+		prev = s.PrefillTokens + s.ReusedTokens
+	}
+	if err := c.ResetPromptCache(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -53,14 +53,14 @@ class _GenerateParams(Structure):
     _fields_ = [("size", c_size_t), ("n_threads", c_int32), ("max_tokens", c_int32), ("temperature", c_float),
                 ("top_k", c_int32), ("top_p", c_float), ("repetition_penalty", c_float), ("seed", c_uint64),
                 ("split", c_int32), ("on_piece", PIECE_CB), ("should_abort", ABORT_CB), ("user_data", c_void_p),
-                ("precision", c_int32)]
+                ("precision", c_int32), ("prompt_cache", c_int32)]
 
 
 class _Stats(Structure):
     _fields_ = [("size", c_size_t), ("load_ms", c_double), ("tiles", c_int32), ("encode_ms", c_double),
                 ("prefill_tokens", c_int32), ("prefill_ms", c_double), ("decode_tokens", c_int32),
                 ("decode_ms", c_double), ("decode_tokens_per_s", c_double), ("total_ms", c_double),
-                ("threads", c_int32), ("precision", c_int32)]
+                ("threads", c_int32), ("precision", c_int32), ("reused_tokens", c_int32)]
 
 
 def _sig(name, restype, *argtypes):
@@ -79,6 +79,7 @@ _ctx_generate = _sig("smolvlm_ctx_generate", c_int32, c_void_p, c_char_p, c_char
                      POINTER(_GenerateParams), POINTER(c_void_p))
 _ctx_generate_chat = _sig("smolvlm_ctx_generate_chat", c_int32, c_void_p, c_char_p, POINTER(c_void_p), c_size_t,
                           POINTER(_GenerateParams), POINTER(c_void_p))
+_ctx_reset = _sig("smolvlm_ctx_reset", c_int32, c_void_p)
 _ctx_get_stats = _sig("smolvlm_ctx_get_stats", c_int32, c_void_p, POINTER(_Stats))
 _string_free = _sig("smolvlm_string_free", None, c_void_p)
 _image_from_pixels = _sig("smolvlm_image_from_pixels", c_int32, c_char_p, c_uint32, c_uint32, c_size_t, c_int32,
@@ -183,23 +184,28 @@ class Context:
         _check(_ctx_new(model._h, ctypes.byref(h)))
         self._h = h
 
-    def _params(self, max_tokens, temperature, top_k, top_p, repetition_penalty, seed, split, threads, precision):
+    def _params(self, max_tokens, temperature, top_k, top_p, repetition_penalty, seed, split, threads, precision,
+                prompt_cache):
         if precision not in PRECISION:
             raise ValueError(f"precision must be one of {sorted(PRECISION)}, not {precision!r}")
         p = _GenerateParams()
         _generate_params_default(ctypes.byref(p))
         p.precision = PRECISION[precision]
+        p.prompt_cache = 1 if prompt_cache else 0
         p.max_tokens, p.temperature, p.top_k, p.top_p = max_tokens, temperature, top_k, top_p
         p.repetition_penalty, p.seed, p.split, p.n_threads = repetition_penalty, seed, SPLIT[split], threads
         return p
 
     def generate(self, prompt=None, images=(), system_prompt=None, messages=None, on_piece=None, should_abort=None,
                  max_tokens=256, temperature=0.0, top_k=0, top_p=1.0, repetition_penalty=1.0, seed=0, split=None,
-                 threads=0, precision="auto"):
+                 threads=0, precision="auto", prompt_cache=True):
         """Returns the generated text. `messages` (HF chat format) replaces prompt/system_prompt; its image
         entries take `images` in order. `on_piece(str) -> bool|None` streams; returning False stops.
-        `should_abort() -> bool` cancels (raises SmolVLMError CANCELLED)."""
-        p = self._params(max_tokens, temperature, top_k, top_p, repetition_penalty, seed, split, threads, precision)
+        `should_abort() -> bool` cancels (raises SmolVLMError CANCELLED). With `prompt_cache` (the default)
+        the context reuses what it computed for earlier prompts: a follow-up question costs only its new
+        tokens, and the answer is that of a fresh run; False computes everything."""
+        p = self._params(max_tokens, temperature, top_k, top_p, repetition_penalty, seed, split, threads, precision,
+                         prompt_cache)
         errors = []
         if on_piece is not None:
             def piece(ptr, n, _token, _ud):
@@ -261,9 +267,36 @@ class Context:
         out["precision"] = {v: k for k, v in PRECISION.items()}.get(out["precision"], "auto")
         return out
 
+    def reset(self):
+        """Forgets what the context kept from earlier prompts."""
+        _check(_ctx_reset(self._h))
+
+    def chat(self, images=(), system_prompt=None):
+        """A conversation on this context about `images` (they belong to its first message)."""
+        return Chat(self, images, system_prompt)
+
     def close(self):
         if self._h:
             _ctx_free(self._h)
             self._h = None
 
     __del__ = close
+
+
+class Chat:
+    """A conversation: each `ask` sends the whole conversation so far plus the new message; the context's
+    prompt cache makes that cost only the new tokens. Replies join the conversation as trimmed text."""
+
+    def __init__(self, context, images=(), system_prompt=None):
+        self.context, self.images = context, list(images)
+        self.messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+
+    def ask(self, text, **kwargs):
+        """Returns the reply to `text`; keyword arguments are those of `Context.generate`."""
+        first = not any(m["role"] == "user" for m in self.messages)
+        parts = [{"type": "image"} for _ in self.images] if first else []
+        parts.append({"type": "text", "text": text})
+        messages = self.messages + [{"role": "user", "content": parts}]
+        reply = self.context.generate(messages=messages, images=self.images, **kwargs)
+        self.messages = messages + [{"role": "assistant", "content": [{"type": "text", "text": reply.strip()}]}]
+        return reply

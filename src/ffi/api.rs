@@ -335,6 +335,7 @@ pub unsafe extern "C" fn smolvlm_ctx_get_stats(
                     crate::Precision::Bf16 => smolvlm_precision::Bf16 as i32,
                     _ => smolvlm_precision::F32 as i32,
                 },
+                reused_tokens: s.reused_tokens as i32,
             };
             let n = size.min(std::mem::size_of::<smolvlm_stats>());
             // SAFETY: `n` bytes are writable at `out` (the caller's size) and readable in `full`.
@@ -349,6 +350,26 @@ pub unsafe extern "C" fn smolvlm_ctx_get_stats(
         };
         // SAFETY: `ctx` is NULL or live, per the contract.
         let r = unsafe { with_ctx(ctx, run) };
+        r.unwrap_or_else(|s| s)
+    })
+}
+
+/// Forgets what the context kept from earlier prompts (its prompt cache and image features):
+/// the next generate computes its whole prompt. The conversation itself is the caller's (the
+/// messages it passes); nothing else changes.
+///
+/// # Safety
+/// `ctx` is NULL or a live context.
+#[no_mangle]
+pub unsafe extern "C" fn smolvlm_ctx_reset(ctx: *mut smolvlm_ctx_t) -> smolvlm_status {
+    guard(smolvlm_status::Panic, || {
+        // SAFETY: `ctx` is NULL or live, per the contract.
+        let r = unsafe {
+            with_ctx(ctx, |st| {
+                st.session.reset_prompt_cache();
+                Ok(smolvlm_status::Ok)
+            })
+        };
         r.unwrap_or_else(|s| s)
     })
 }

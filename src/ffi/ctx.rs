@@ -134,6 +134,11 @@ pub(crate) fn run_request(
         v if v == smolvlm_precision::Bf16 as i32 => crate::Precision::Bf16,
         v => return Err(Error::invalid(format!("unknown precision {v}"))),
     };
+    req.prompt_cache = match p.prompt_cache {
+        0 => false,
+        1 => true,
+        v => return Err(Error::invalid(format!("prompt_cache is 0 or 1, not {v}"))),
+    };
     req.sampling = SamplingParams {
         temperature: p.temperature,
         top_k: p.top_k as usize,

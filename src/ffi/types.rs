@@ -105,6 +105,12 @@ pub struct smolvlm_generate_params {
     pub user_data: *mut c_void,
     /// One of smolvlm_precision (default SMOLVLM_PRECISION_AUTO).
     pub precision: i32,
+    /// 1 (default): reuse what this context computed for its earlier prompts — positions up to
+    /// the first difference from what its KV cache holds, and image tiles with the same pixels
+    /// (the cached features of at most 32 tiles) — so a follow-up question about an image
+    /// costs only its new tokens; the output is that of a fresh run. 0: compute everything and
+    /// forget what the context kept.
+    pub prompt_cache: i32,
 }
 
 /// Timings and counts of a context's last successful generate call.
@@ -115,7 +121,8 @@ pub struct smolvlm_stats {
     pub size: usize,
     /// Time the model took to load.
     pub load_ms: f64,
-    /// Image tiles encoded (0 for text-only prompts).
+    /// Image tiles encoded by the call (0 for text-only prompts and for tiles taken from the
+    /// context's cache).
     pub tiles: i32,
     pub encode_ms: f64,
     pub prefill_tokens: i32,
@@ -131,6 +138,8 @@ pub struct smolvlm_stats {
     pub threads: i32,
     /// The smolvlm_precision the call ran in (never AUTO: what it resolved to).
     pub precision: i32,
+    /// Prompt positions taken from the context's cache (prefill_tokens are the ones computed).
+    pub reused_tokens: i32,
 }
 
 /// Copies a caller's params struct, honouring its `size` (older, smaller structs get defaults
@@ -179,5 +188,6 @@ pub(crate) fn generate_params_default() -> smolvlm_generate_params {
         should_abort: None,
         user_data: std::ptr::null_mut(),
         precision: smolvlm_precision::Auto as i32,
+        prompt_cache: 1,
     }
 }

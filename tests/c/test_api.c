@@ -65,10 +65,13 @@ static smolvlm_status get_stats(smolvlm_ctx_t *ctx, smolvlm_stats *s) {
     return smolvlm_ctx_get_stats(ctx, s);
 }
 
+/* The checks below read each call's stats as a fresh run's (tiles encoded, prompt computed), so
+ * their helpers turn the prompt cache off; tests/c/test_chat.c tests it. */
 static char *generate(smolvlm_ctx_t *ctx, const char *prompt, const smolvlm_image_t *img, int max_tokens) {
     smolvlm_generate_params p;
     smolvlm_generate_params_default(&p);
     p.max_tokens = max_tokens;
+    p.prompt_cache = 0;
     char *text = NULL;
     const smolvlm_image_t *imgs[1] = {img};
     smolvlm_status st = smolvlm_ctx_generate(ctx, prompt, NULL, img ? imgs : NULL, img ? 1 : 0, &p, &text);
@@ -131,6 +134,7 @@ static smolvlm_status chat(smolvlm_ctx_t *ctx, const char *json, const smolvlm_i
     smolvlm_generate_params p;
     smolvlm_generate_params_default(&p);
     p.max_tokens = max_tokens;
+    p.prompt_cache = 0;
     const smolvlm_image_t *imgs[2] = {img, img}; /* n_images <= 2 */
     *text = (char *)1; /* the library must set it to NULL when the call fails */
     return smolvlm_ctx_generate_chat(ctx, json, n_images ? imgs : NULL, n_images, &p, text);

@@ -80,7 +80,8 @@ def chat_messages_and_stats():
             {"role": "assistant", "content": [{"type": "text", "text": "A small picture with shapes."}]},
             {"role": "user", "content": [{"type": "text", "text": "What colors are in it?"}]}]
     png = os.path.join(IMAGES, "square.png")
-    text = ctx.generate(messages=msgs, images=[smolvlm.Image.from_file(png)], max_tokens=8)
+    # A fresh computation: the stats are compared with the CLI's one-shot run.
+    text = ctx.generate(messages=msgs, images=[smolvlm.Image.from_file(png)], max_tokens=8, prompt_cache=False)
     s = ctx.stats()
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(msgs, f)
@@ -98,6 +99,26 @@ def chat_messages_and_stats():
     assert s["load_ms"] > 0 and s["encode_ms"] > 0 and s["prefill_ms"] > 0 and s["decode_ms"] > 0, s
     assert abs(s["decode_tokens_per_s"] - s["decode_tokens"] * 1e3 / s["decode_ms"]) <= 1e-9 * s["decode_tokens_per_s"], s
     assert s["total_ms"] + 1e-6 >= s["encode_ms"] + s["prefill_ms"] + s["decode_ms"], s
+
+
+@test
+def chat_helper_turns_equal_fresh_runs():
+    img = smolvlm.Image.from_file(os.path.join(IMAGES, "square.png"))
+    chat, fresh = ctx.chat(images=[img]), smolvlm.Context(model)
+    prev = 0
+    for i, q in enumerate(["What is this?", "What colors are in it?", "Is there text?"]):
+        got = chat.ask(q, max_tokens=8)
+        s = ctx.stats()
+        want = fresh.generate(messages=chat.messages[:-1], images=[img], max_tokens=8, prompt_cache=False)
+        assert got == want, (i + 1, got, want)
+        if i > 0:
+            assert s["tiles"] == 0 and s["reused_tokens"] >= prev, (i + 1, s, prev)
+        prev = s["prefill_tokens"] + s["reused_tokens"]
+    assert chat.messages[-1] == {"role": "assistant", "content": [{"type": "text", "text": got.strip()}]}
+    ctx.reset()
+    chat.ask("Once more?", max_tokens=2)
+    assert ctx.stats()["reused_tokens"] == 0
+    fresh.close()
 
 
 C_TYPES = {"size_t": ctypes.c_size_t, "double": ctypes.c_double, "float": ctypes.c_float, "int32_t": ctypes.c_int32,
@@ -148,7 +169,7 @@ def structs_match_the_header_and_the_library():
             (smolvlm._ModelParams, smolvlm._model_params_default, {}),
             (smolvlm._GenerateParams, smolvlm._generate_params_default,
              {"n_threads": 0, "max_tokens": 256, "temperature": 0.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0,
-              "seed": 0, "split": 0, "precision": 0})):
+              "seed": 0, "split": 0, "precision": 0, "prompt_cache": 1})):
         buf = ctypes.create_string_buffer(b"\xab" * 4096, 4096)
         fill_default(ctypes.cast(buf, ctypes.POINTER(cls)))
         lib_size = ctypes.c_size_t.from_buffer(buf).value

@@ -1,12 +1,12 @@
 //! `smolvlm` — the command-line front end, with the original smol-vision CLI's flags and
 //! stderr contract plus sampling, splitting, multi-image, `--messages` and `--json`.
 
-use serde_json::json;
+mod chat;
+mod report;
+
 use smolvlm::{
-    Hooks, Isa, LoadOptions, Message, Model, Precision, Request, RgbImage, SamplingParams, Session,
-    Split, StopReason,
+    Isa, LoadOptions, Message, Model, Precision, Request, RgbImage, SamplingParams, Session, Split,
 };
-use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -25,6 +25,10 @@ Input:
   --messages <file>        JSON array of HF chat messages; its {\"type\": \"image\"} entries take
                            the -i images in order (-p and --system-prompt are then not used)
   --split / --no-split     Force image splitting on/off (default: the model's preprocessor config)
+  --chat                   A conversation on stdin, one user message per line (-i images and
+                           --system-prompt belong to the first turn); /reset starts over,
+                           /exit or end of input ends it. Follow-ups reuse what the first turn
+                           computed (the image is not encoded again)
 
 Generation:
   --max-tokens <n>         Maximum tokens to generate (default: 256)
@@ -47,7 +51,7 @@ Output:
   -h, --help               Show this help
 ";
 
-struct Args {
+pub(crate) struct Args {
     model_dir: String,
     images: Vec<String>,
     prompt: Option<String>,
@@ -60,6 +64,7 @@ struct Args {
     precision: Precision,
     isa: Option<Isa>,
     json: bool,
+    chat: bool,
     verbosity: u8,
 }
 
@@ -82,6 +87,7 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
         precision: Precision::Auto,
         isa: None,
         json: false,
+        chat: false,
         verbosity: 1,
     };
     let mut it = argv.iter();
@@ -134,6 +140,7 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
             "--split" => a.split = Split::On,
             "--no-split" => a.split = Split::Off,
             "--json" => a.json = true,
+            "--chat" => a.chat = true,
             "--debug" => a.verbosity = 2,
             "--silent" => a.verbosity = 0,
             "-h" | "--help" => return Ok(None),
@@ -143,16 +150,33 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
     if a.model_dir.is_empty() {
         return Err("missing -d <model_dir>".into());
     }
+    if a.chat && (a.prompt.is_some() || a.messages.is_some()) {
+        return Err(
+            "--chat reads the user's messages from stdin: -p and --messages are not used".into(),
+        );
+    }
     a.sampling.validate().map_err(|e| e.to_string())?;
     Ok(Some(a))
 }
 
-fn build_request(a: &Args) -> Result<Request, String> {
-    let images = a
-        .images
+/// The first turn's images, opened.
+fn open_images(a: &Args) -> Result<Vec<RgbImage>, String> {
+    a.images
         .iter()
         .map(|p| RgbImage::open(p.as_ref()).map_err(|e| e.to_string()))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect()
+}
+
+/// Generation settings of every request the CLI makes.
+fn settings(a: &Args, req: &mut Request) {
+    req.split = a.split;
+    req.max_tokens = a.max_tokens;
+    req.sampling = a.sampling.clone();
+    req.precision = a.precision;
+}
+
+fn build_request(a: &Args) -> Result<Request, String> {
+    let images = open_images(a)?;
     let mut req = match &a.messages {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
@@ -175,10 +199,7 @@ fn build_request(a: &Args) -> Result<Request, String> {
             Request::simple(&prompt, a.system_prompt.as_deref(), images)
         }
     };
-    req.split = a.split;
-    req.max_tokens = a.max_tokens;
-    req.sampling = a.sampling.clone();
-    req.precision = a.precision;
+    settings(a, &mut req);
     Ok(req)
 }
 
@@ -223,7 +244,11 @@ fn run(a: Args) -> Result<(), String> {
             model.splits_by_default()
         );
     }
-    let req = build_request(&a)?;
+    let req = if a.chat {
+        Request::simple("", None, Vec::new())
+    } else {
+        build_request(&a)?
+    };
     let mut session = Session::new(Arc::new(model));
     session.set_threads(a.threads).map_err(|e| e.to_string())?;
     if verbose >= 2 {
@@ -234,72 +259,12 @@ fn run(a: Args) -> Result<(), String> {
             session.model().precision(a.precision).name()
         );
     }
-    let stream = !a.json && verbose > 0;
-    let mut stdout = std::io::stdout();
-    let mut print = |piece: &str, _id: u32| {
-        let _ = stdout.write_all(piece.as_bytes());
-        let _ = stdout.flush();
-        true
-    };
-    let hooks = Hooks {
-        on_token: if stream { Some(&mut print) } else { None },
-        cancel: None,
-    };
-    let out = session.generate(&req, hooks).map_err(|e| e.to_string())?;
-    let s = &out.stats;
-    if a.json {
-        let stop = match out.stop {
-            StopReason::Eos => "eos",
-            StopReason::MaxTokens => "max_tokens",
-            StopReason::ContextFull => "context_full",
-            StopReason::Callback => "callback",
-        };
-        let j = json!({
-            "prompt_tokens": out.prompt_tokens,
-            "tokens": out.tokens,
-            "text": out.text,
-            "stats": {
-                "load_ms": session.model().load_ms,
-                "tiles": s.tiles,
-                "encode_ms": s.encode_ms,
-                "prefill_tokens": s.prefill_tokens,
-                "prefill_ms": s.prefill_ms,
-                "decode_tokens": s.decode_tokens,
-                "decode_ms": s.decode_ms,
-                "total_ms": s.total_ms,
-                "threads": s.threads,
-                "precision": s.precision.name(),
-                "isa": session.model().isa().name(),
-                "stop": stop,
-            }
-        });
-        println!("{j}");
-    } else if stream {
-        println!();
-    } else {
-        println!("{}", out.text);
+    if a.chat {
+        return chat::run(&a, &mut session);
     }
-    if verbose >= 2 {
-        eprintln!(
-            "  tiles: {}, prompt: {} tokens, prefill {:.0} ms, decode {} tokens {:.0} ms",
-            s.tiles, s.prefill_tokens, s.prefill_ms, s.decode_tokens, s.decode_ms
-        );
-    }
-    if verbose >= 1 {
-        let tps = if s.total_ms > 0.0 {
-            1000.0 * s.decode_tokens as f64 / s.total_ms
-        } else {
-            0.0
-        };
-        eprintln!(
-            "Inference: {:.0} ms, {} tokens ({:.2} tok/s, encoding: {:.0}ms, decoding: {:.0}ms)",
-            s.total_ms,
-            s.decode_tokens,
-            tps,
-            s.encode_ms,
-            s.prefill_ms + s.decode_ms
-        );
-    }
+    let hooks_out = report::Streamer::new(!a.json && verbose > 0);
+    let out = hooks_out.generate(&mut session, &req)?;
+    report::result(&a, &session, &out);
     Ok(())
 }
 
