@@ -10,7 +10,8 @@ Ours: each measurement is its own process (`--json` stats): vision per tile (one
 `--no-split`), prefill tok/s for text prompts of about 37 and 100 tokens, for the 1-tile image
 prompt and for an image prompt with splitting, decode tok/s (decode time only, prefill excluded),
 time to first token (the CLI's total time of the one-token image runs: preprocessing, vision,
-prefill, first token), load time and peak RSS. One column per --precisions entry (auto: the CLI's
+prefill, first token), the same for a follow-up question in a `--chat` conversation about the
+split image (its share of the first turn's is printed below the table), load time and peak RSS. One column per --precisions entry (auto: the CLI's
 default; f32: `--precision f32`). A model without a vision tower (plain Llama) gets the text rows.
 Each of our rounds starts with one untimed run (transformers is timed after a warm-up too).
 
@@ -46,6 +47,7 @@ TIMEOUT = 3600
 
 P37, P100 = "word " * 28, "word " * 91  # 37 and 100 prompt tokens with the chat template
 IMAGE_PROMPT, DECODE_PROMPT = "Describe.", "Tell me a story."
+CHAT_TURNS = "Describe.\nWhat colours do you see?\n"  # --chat: the split image, then a follow-up
 
 RATE, TIME, SIZE = "rate", "time", "size"
 # key: (label, kind, needs an image model). The label of "decode" is completed in main().
@@ -58,15 +60,18 @@ ROWS = {
     "decode": ("decode, {n} tokens after a short prompt (tok/s)", RATE, False),
     "ttft_tile": ("time to first token, 1-tile image (ms)", TIME, True),
     "ttft_split": ("time to first token, split image (ms)", TIME, True),
+    "ttft_followup": ("time to first token, follow-up question in a chat (ms)", TIME, True),
     "load": ("load (ms)", TIME, False),
     "rss": ("peak RSS of the largest run (MiB)", SIZE, False),
 }
 
 
-def run_proc(cmd, env=None, timeout=TIMEOUT):
+def run_proc(cmd, env=None, timeout=TIMEOUT, stdin_text=""):
     """(exit code, stdout, stderr, peak RSS of that process in MiB); -9 after a timeout."""
-    with tempfile.TemporaryFile() as fo, tempfile.TemporaryFile() as fe:
-        p = subprocess.Popen(cmd, stdout=fo, stderr=fe, env=env)
+    with tempfile.TemporaryFile() as fo, tempfile.TemporaryFile() as fe, tempfile.TemporaryFile() as fi:
+        fi.write(stdin_text.encode())
+        fi.seek(0)
+        p = subprocess.Popen(cmd, stdin=fi, stdout=fo, stderr=fe, env=env)
         timer = threading.Timer(timeout, p.kill)
         timer.start()
         try:
@@ -131,9 +136,11 @@ class Ours:
             cases = [("vision", ["-d", d, "-i", IMAGE, "--no-split", "-p", IMAGE_PROMPT, "--max-tokens", "1"]),
                      *cases[:2],
                      ("split", ["-d", d, "-i", IMAGE, "--split", "-p", IMAGE_PROMPT, "--max-tokens", "1"]),
+                     ("chat", ["-d", d, "-i", IMAGE, "--split", "--chat", "--max-tokens", "1"]),
                      *cases[2:]]
         self.cases = cases
         self.tokens = {}  # prompt tokens / tiles per case (last round)
+        self.chat = []  # (first turn ms, follow-up ms, follow-up positions computed, reused) per round
         self.info = {}
 
     def cmd(self, args):
@@ -147,9 +154,17 @@ class Ours:
         # and transformers is timed after an in-process warm-up too.
         run_proc(self.cmd(self.cases[0][1]))
         for case, args in self.cases:
-            rc, stdout, stderr, rss = run_proc(self.cmd(args))
+            chat = case == "chat"
+            rc, stdout, stderr, rss = run_proc(self.cmd(args), stdin_text=CHAT_TURNS if chat else "")
             if rc != 0:
                 sys.exit(f"{' '.join(self.cmd(args))} failed ({rc}):\n{stderr}")
+            if chat:
+                first, follow = (json.loads(line)["stats"] for line in stdout.splitlines()[:2])
+                out["ttft_followup"] = [follow["total_ms"]]
+                self.chat.append((first["total_ms"], follow["total_ms"], follow["prefill_tokens"],
+                                  follow["reused_tokens"]))
+                out.setdefault("rss", []).append(rss)
+                continue
             s = json.loads(stdout)["stats"]
             self.info = {"precision": s.get("precision", "?"), "isa": s.get("isa", "?")}
             out.setdefault("rss", []).append(rss)
@@ -432,6 +447,12 @@ def main():
     for case, (toks, tiles) in ours[0].tokens.items():
         if case in names:
             print(f"- {names[case]}: {toks} prompt tokens, {tiles} tiles")
+    for c in ours:
+        if c.chat:
+            first, follow = statistics.median(x[0] for x in c.chat), statistics.median(x[1] for x in c.chat)
+            print(f"- {c.name}, follow-up question in a chat (`--chat`, the split image then \"What colours do you"
+                  f" see?\", 1 token each): {follow:.0f} ms = {100 * follow / first:.1f} % of the first turn's"
+                  f" {first:.0f} ms (medians); it computed {c.chat[-1][2]} positions and reused {c.chat[-1][3]}")
     for c in anchors:
         if c.name in not_run:
             continue
