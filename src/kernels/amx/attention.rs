@@ -57,20 +57,9 @@ fn tiles_nn(
             for s in 0..kpad / KS {
                 let a0 = &a[32 * i * lda + s * KS..];
                 let a1 = &a[(32 * i + 16) * lda + s * KS..];
-                let b0 = &b[(2 * j) * kq * 16 + s * 256..][..256];
-                let b1 = &b[(2 * j + 1) * kq * 16 + s * 256..][..256];
-                // SAFETY: the asserts above bound 16 rows of 32 bf16 at stride lda from a0 and
-                // a1 (row 32·i + 31 < 32·rows2, column s·32 + 31 < kpad ≤ lda); b0, b1 are
-                // 256-u32 slices.
-                unsafe {
-                    tiles.step(
-                        a0.as_ptr() as *const u8,
-                        a1.as_ptr() as *const u8,
-                        2 * lda,
-                        b0.as_ptr() as *const u8,
-                        b1.as_ptr() as *const u8,
-                    )
-                };
+                let b0 = &b[(2 * j) * kq * 16 + s * 256..];
+                let b1 = &b[(2 * j + 1) * kq * 16 + s * 256..];
+                tiles.step_on(a0, a1, lda, b0, b1);
             }
             // SAFETY: rows 32i..32i+32, columns 32j..32j+32 lie inside c (asserted above).
             unsafe { tiles.store_block(c.as_mut_ptr().add(32 * i * ldc + 32 * j), ldc) };

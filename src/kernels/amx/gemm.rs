@@ -106,19 +106,7 @@ fn task(
                         line += per_step;
                     }
                     let (ra, rb) = (&a[(s - s0) * KS..], &a[16 * sa + (s - s0) * KS..]);
-                    let (xa, xb) = (&b0[s * 256..s * 256 + 256], &b1[s * 256..s * 256 + 256]);
-                    assert!(ra.len() >= 15 * sa + KS && rb.len() >= 15 * sa + KS);
-                    // SAFETY: the assert bounds both A tiles (16 rows of 32 bf16 at stride sa);
-                    // each B tile is a 256-u32 slice.
-                    unsafe {
-                        tiles.step(
-                            ra.as_ptr() as *const u8,
-                            rb.as_ptr() as *const u8,
-                            2 * sa,
-                            xa.as_ptr() as *const u8,
-                            xb.as_ptr() as *const u8,
-                        )
-                    };
+                    tiles.step_on(ra, rb, sa, &b0[s * 256..], &b1[s * 256..]);
                 }
                 if s1 < steps {
                     tiles.store(part);

@@ -9,6 +9,7 @@
 use super::avx512::{Avx512, Avx512Bf16};
 use super::math::bf16_bits;
 use super::Epilogue;
+use half::bf16;
 use std::arch::asm;
 
 /// Weight rows per task block (two A tiles).
@@ -124,6 +125,23 @@ impl Tiles {
                 b1 = in(reg) b1,
                 sb = in(reg) 64usize,
                 options(nostack, readonly)
+            )
+        };
+    }
+
+    /// [`Tiles::step`] on slices: the A tiles are 16 rows of 32 bf16 at stride `sa` from the
+    /// start of a0 and of a1, the B tiles the first 256 packed pairs of b0 and of b1.
+    fn step_on(&self, a0: &[bf16], a1: &[bf16], sa: usize, b0: &[u32], b1: &[u32]) {
+        assert!(a0.len() >= 15 * sa + KS && a1.len() >= 15 * sa + KS);
+        assert!(b0.len() >= 256 && b1.len() >= 256);
+        // SAFETY: the asserts bound both A tiles and both B tiles.
+        unsafe {
+            self.step(
+                a0.as_ptr() as *const u8,
+                a1.as_ptr() as *const u8,
+                2 * sa,
+                b0.as_ptr() as *const u8,
+                b1.as_ptr() as *const u8,
             )
         };
     }

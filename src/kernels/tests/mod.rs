@@ -12,6 +12,12 @@ fn wave(n: usize, f: f32, p: f32) -> Vec<f32> {
     (0..n).map(|i| (i as f32 * f + p).sin()).collect()
 }
 
+/// A bf16 weight [n, k] holding `wave(n·k, f, p)` rounded.
+fn wave_weight(n: usize, k: usize, f: f32, p: f32) -> Tensor {
+    let w = wave(n * k, f, p).into_iter().map(bf16::from_f32).collect();
+    Tensor::owned_bf16("w", vec![n, k], w)
+}
+
 /// The variants that run on this CPU; says so in the test output.
 fn variants() -> Vec<Isa> {
     let v = Isa::supported();
@@ -234,14 +240,7 @@ fn gemm_rate() {
                 continue;
             }
             let x = wave(m * k, 0.23, 0.7);
-            let w = Tensor::owned_bf16(
-                "w",
-                vec![n, k],
-                wave(n * k, 0.071, 0.3)
-                    .into_iter()
-                    .map(bf16::from_f32)
-                    .collect(),
-            );
+            let w = wave_weight(n, k, 0.071, 0.3);
             let scratch = Scratch::new(threads);
             let mut out = vec![0.0f32; m * n];
             let only = std::env::var("SMOLVLM_RATE_ISA").ok();
@@ -285,14 +284,7 @@ fn epilogues_equal_the_separate_passes_in_every_variant_and_mode() {
     let scratch = Scratch::new(rayon::current_num_threads());
     // n = 70: a partial weight block and a partial tile of output columns.
     let (n, k) = (70usize, 96usize);
-    let w = Tensor::owned_bf16(
-        "w",
-        vec![n, k],
-        wave(n * k, 0.05, 0.3)
-            .into_iter()
-            .map(bf16::from_f32)
-            .collect(),
-    );
+    let w = wave_weight(n, k, 0.05, 0.3);
     let bias = wave(n, 0.7, 0.1);
     for isa in variants() {
         for bf16 in [false, true] {
