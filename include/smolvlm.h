@@ -565,6 +565,33 @@ enum smolvlm_status smolvlm_image_from_file(const char *path, smolvlm_image_t **
  */
 void smolvlm_image_free(smolvlm_image_t *image);
 
+/**
+ * Writes the context's reusable state (what a follow-up prompt reuses; see
+ * smolvlm_ctx_reset) to `buf`, a versioned byte string that smolvlm_ctx_state_load restores in a
+ * context on the same checkpoint. `*size` receives the state's size: with `buf` NULL that is all
+ * it does (call once to size the buffer); with `cap` too small nothing is written and the call
+ * returns SMOLVLM_STATUS_INVALID_ARG.
+ *
+ * # Safety
+ * `ctx` is NULL or a live context; `buf` is NULL or writable for `cap` bytes; `size` is NULL or
+ * writable.
+ */
+enum smolvlm_status smolvlm_ctx_state_save(smolvlm_ctx_t *ctx,
+                                           uint8_t *buf,
+                                           size_t cap,
+                                           size_t *size);
+
+/**
+ * Restores a state written by smolvlm_ctx_state_save: a following generate continues as the
+ * saving context would have. The format, version, checkpoint (configuration and weights) and size
+ * are checked first; a state that fails a check returns SMOLVLM_STATUS_INVALID_ARG with the
+ * reason and leaves the context as it was.
+ *
+ * # Safety
+ * `ctx` is NULL or a live context; `data` is NULL or readable for `len` bytes.
+ */
+enum smolvlm_status smolvlm_ctx_state_load(smolvlm_ctx_t *ctx, const uint8_t *data, size_t len);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

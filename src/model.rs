@@ -44,6 +44,28 @@ pub struct Model {
     pub load_ms: f64,
 }
 
+impl Model {
+    /// An identity of the checkpoint for saved session states: its parsed configuration and the
+    /// first embedding rows (two checkpoints of one shape differ there).
+    pub(crate) fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        format!("{:?}", self.config).hash(&mut h);
+        let mut rows = Vec::new();
+        let n = self.config.text.vocab_size.min(4) as u32;
+        if self
+            .text
+            .embed(&(0..n).collect::<Vec<_>>(), &mut rows)
+            .is_ok()
+        {
+            for x in rows {
+                x.to_bits().hash(&mut h);
+            }
+        }
+        h.finish()
+    }
+}
+
 /// Options for [`Model::load_with`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LoadOptions {

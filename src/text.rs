@@ -65,6 +65,42 @@ impl KvCache {
             width: cfg.num_key_value_heads * cfg.head_dim,
         }
     }
+    /// (layers, floats per position).
+    pub fn shape(&self) -> (usize, usize) {
+        (self.k.len(), self.width)
+    }
+
+    /// Appends the first `len` (≤ the positions held) positions of every layer's keys, then
+    /// every layer's values, as little-endian f32.
+    pub fn write_to(&self, len: usize, out: &mut Vec<u8>) {
+        assert!(
+            len <= self.len,
+            "KV cache holds {} positions, not {len}",
+            self.len
+        );
+        for buf in self.k.iter().chain(&self.v) {
+            for x in &buf[..len * self.width] {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+    }
+
+    /// Holds `len` positions read from `data`, as [`KvCache::write_to`] wrote them (the caller
+    /// checked its length).
+    pub fn read_from(&mut self, len: usize, data: &[u8]) -> Result<()> {
+        let per = len * self.width * 4;
+        assert_eq!(data.len(), per * 2 * self.k.len(), "KV cache state size");
+        self.reserve(len)?;
+        for (i, buf) in self.k.iter_mut().chain(self.v.iter_mut()).enumerate() {
+            let src = data[i * per..(i + 1) * per].chunks_exact(4);
+            for (d, c) in buf[..len * self.width].iter_mut().zip(src) {
+                *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        self.len = len;
+        Ok(())
+    }
+
     /// Makes room for `positions` in total, failing cleanly when the memory is not there.
     pub fn reserve(&mut self, positions: usize) -> Result<()> {
         let need = positions * self.width;

@@ -362,6 +362,36 @@ func (c *Context) ResetPromptCache() error {
 	return check(C.smolvlm_ctx_reset(c.p))
 }
 
+// SaveState returns the context's reusable state (its prompt and KV caches) as bytes, for
+// LoadState on a context of the same model.
+func (c *Context) SaveState() ([]byte, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var size C.size_t
+	if err := check(C.smolvlm_ctx_state_save(c.p, nil, 0, &size)); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, int(size))
+	if len(buf) == 0 {
+		return buf, nil
+	}
+	if err := check(C.smolvlm_ctx_state_save(c.p, (*C.uint8_t)(unsafe.Pointer(&buf[0])), size, &size)); err != nil {
+		return nil, err
+	}
+	return buf[:int(size)], nil
+}
+
+// LoadState restores SaveState bytes: the next Generate continues as the saving context would.
+// A state from another model, version or a damaged one is refused and changes nothing.
+func (c *Context) LoadState(data []byte) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if len(data) == 0 {
+		return check(C.smolvlm_ctx_state_load(c.p, nil, 0))
+	}
+	return check(C.smolvlm_ctx_state_load(c.p, (*C.uint8_t)(unsafe.Pointer(&data[0])), C.size_t(len(data))))
+}
+
 // Chat is a conversation on one context: the first message's images, then each question
 // and reply in turn (replies kept as trimmed text, as a caller sends them back).
 type Chat struct {

@@ -229,6 +229,23 @@ func TestChatTurnsEqualFreshRuns(t *testing.T) {
 		}
 		prev = s.PrefillTokens + s.ReusedTokens
 	}
+	// The state restored into another context continues as this one does.
+	state, err := c.SaveState()
+	if err != nil || len(state) == 0 {
+		t.Fatalf("save: %d bytes, %v", len(state), err)
+	}
+	if err := fresh.LoadState(state); err != nil {
+		t.Fatal(err)
+	}
+	follow := append(chat.Messages(), map[string]interface{}{"role": "user", "content": "And the shapes?"})
+	a, err1 := c.Generate(Request{Messages: follow, Images: []*Image{img}, MaxTokens: 8})
+	b, err2 := fresh.Generate(Request{Messages: follow, Images: []*Image{img}, MaxTokens: 8})
+	if err1 != nil || err2 != nil || a != b {
+		t.Fatalf("restored %q, in memory %q (%v, %v)", b, a, err2, err1)
+	}
+	if err := fresh.LoadState(state[:len(state)-1]); !errors.Is(err, &Error{Status: StatusInvalidArg}) {
+		t.Fatalf("a truncated state: %v", err)
+	}
 	if err := c.ResetPromptCache(); err != nil {
 		t.Fatal(err)
 	}

@@ -80,6 +80,8 @@ _ctx_generate = _sig("smolvlm_ctx_generate", c_int32, c_void_p, c_char_p, c_char
 _ctx_generate_chat = _sig("smolvlm_ctx_generate_chat", c_int32, c_void_p, c_char_p, POINTER(c_void_p), c_size_t,
                           POINTER(_GenerateParams), POINTER(c_void_p))
 _ctx_reset = _sig("smolvlm_ctx_reset", c_int32, c_void_p)
+_ctx_state_save = _sig("smolvlm_ctx_state_save", c_int32, c_void_p, c_char_p, c_size_t, POINTER(c_size_t))
+_ctx_state_load = _sig("smolvlm_ctx_state_load", c_int32, c_void_p, c_char_p, c_size_t)
 _ctx_get_stats = _sig("smolvlm_ctx_get_stats", c_int32, c_void_p, POINTER(_Stats))
 _string_free = _sig("smolvlm_string_free", None, c_void_p)
 _image_from_pixels = _sig("smolvlm_image_from_pixels", c_int32, c_char_p, c_uint32, c_uint32, c_size_t, c_int32,
@@ -270,6 +272,18 @@ class Context:
     def reset(self):
         """Forgets what the context kept from earlier prompts."""
         _check(_ctx_reset(self._h))
+
+    def save_state(self):
+        """The context's reusable state as bytes (for `load_state` on a context of the same model)."""
+        size = c_size_t()
+        _check(_ctx_state_save(self._h, None, 0, ctypes.byref(size)))
+        buf = ctypes.create_string_buffer(size.value)
+        _check(_ctx_state_save(self._h, buf, size.value, ctypes.byref(size)))
+        return buf.raw[:size.value]
+
+    def load_state(self, data):
+        """Restores `save_state` bytes: the next generate continues as the saving context would."""
+        _check(_ctx_state_load(self._h, bytes(data), len(data)))
 
     def chat(self, images=(), system_prompt=None):
         """A conversation on this context about `images` (they belong to its first message)."""

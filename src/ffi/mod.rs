@@ -13,6 +13,7 @@ mod api;
 mod ctx;
 mod dropin;
 mod image;
+mod state;
 mod types;
 
 use crate::error::{Error, ErrorKind};

@@ -2,7 +2,8 @@
  * A conversation through smolvlm_ctx_generate_chat on one context (prompt cache on, the
  * default): every turn equals a fresh context's answer to the same messages with the cache off,
  * turns 2-3 encode no tile and reuse at least the previous turn's prompt, and
- * smolvlm_ctx_reset makes the next call start from nothing.
+ * smolvlm_ctx_reset makes the next call start from nothing; a state saved after turn 2 and
+ * restored into a third context continues there as in the first.
  *
  * usage: test_chat <model_dir> <image>
  */
@@ -65,6 +66,8 @@ int main(int argc, char **argv) {
     if (failed) return 1;
 
     const char *questions[3] = {"What is this?", "What colors are in it?", "Is there any text?"};
+    smolvlm_ctx_t *restored = NULL;
+    CHECK(smolvlm_ctx_new(model, &restored) == SMOLVLM_STATUS_OK, "third context");
     char json[16384] = "[";
     int prev_prompt = 0;
     for (int t = 0; t < 3; t++) {
@@ -73,12 +76,36 @@ int main(int argc, char **argv) {
                             : "{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": ");
         append_json_string(json, sizeof json, questions[t]);
         strcat(json, "}]}]");
-        char *a = NULL, *b = NULL;
+        char *a = NULL, *b = NULL, *c = NULL;
         smolvlm_stats sa, sb;
+        if (t == 2) {
+            /* The state after turn 2, restored into the third context. */
+            size_t size = 0, written = 0;
+            CHECK(smolvlm_ctx_state_save(ctx, NULL, 0, &size) == SMOLVLM_STATUS_OK && size > 64, "state size %zu", size);
+            unsigned char *state = malloc(size);
+            CHECK(smolvlm_ctx_state_save(ctx, state, size - 1, &written) == SMOLVLM_STATUS_INVALID_ARG,
+                  "a buffer one byte short");
+            CHECK(smolvlm_ctx_state_save(ctx, state, size, &written) == SMOLVLM_STATUS_OK && written == size, "save");
+            CHECK(smolvlm_ctx_state_load(restored, state, size - 1) == SMOLVLM_STATUS_INVALID_ARG &&
+                      strstr(smolvlm_last_error(), "session state") != NULL,
+                  "a truncated state is refused");
+            CHECK(smolvlm_ctx_state_load(restored, NULL, 0) == SMOLVLM_STATUS_NULL_ARG, "load(NULL)");
+            CHECK(smolvlm_ctx_state_load(restored, state, size) == SMOLVLM_STATUS_OK, "load");
+            free(state);
+            smolvlm_stats sc;
+            smolvlm_status rc = turn(restored, json, img, 1, &c, &sc);
+            CHECK(rc == SMOLVLM_STATUS_OK && sc.tiles == 0 && sc.reused_tokens >= prev_prompt,
+                  "restored context: %s, %d tiles, %d reused", smolvlm_status_str(rc), sc.tiles, sc.reused_tokens);
+            if (rc != SMOLVLM_STATUS_OK) c = NULL;
+        }
         smolvlm_status ra = turn(ctx, json, img, 1, &a, &sa), rb = turn(fresh, json, img, 0, &b, &sb);
         CHECK(ra == SMOLVLM_STATUS_OK && rb == SMOLVLM_STATUS_OK && strcmp(a, b) == 0,
               "turn %d: cached \"%s\" vs fresh \"%s\" (%s, %s)", t + 1, a ? a : "", b ? b : "", smolvlm_status_str(ra),
               smolvlm_status_str(rb));
+        if (t == 2) {
+            CHECK(c && a && strcmp(a, c) == 0, "restored \"%s\" vs in memory \"%s\"", c ? c : "", a ? a : "");
+            if (c) smolvlm_string_free(c);
+        }
         int prompt = sa.prefill_tokens + sa.reused_tokens;
         CHECK(prompt == sb.prefill_tokens && sb.reused_tokens == 0, "turn %d: %d prompt positions, fresh %d", t + 1,
               prompt, sb.prefill_tokens);
@@ -118,6 +145,7 @@ int main(int argc, char **argv) {
 
     smolvlm_free(ctx);
     smolvlm_free(fresh);
+    smolvlm_free(restored);
     smolvlm_image_free(img);
     smolvlm_model_free(model);
     printf("%d passed, %d failed\n", passed, failed);

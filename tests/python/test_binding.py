@@ -115,6 +115,19 @@ def chat_helper_turns_equal_fresh_runs():
             assert s["tiles"] == 0 and s["reused_tokens"] >= prev, (i + 1, s, prev)
         prev = s["prefill_tokens"] + s["reused_tokens"]
     assert chat.messages[-1] == {"role": "assistant", "content": [{"type": "text", "text": got.strip()}]}
+    # The state restored into another context continues as this one does.
+    state = ctx.save_state()
+    fresh.load_state(state)
+    follow = chat.messages + [{"role": "user", "content": [{"type": "text", "text": "And the shapes?"}]}]
+    assert fresh.generate(messages=follow, images=[img], max_tokens=8) == ctx.generate(messages=follow, images=[img],
+                                                                                       max_tokens=8)
+    assert fresh.stats()["reused_tokens"] >= prev
+    try:
+        fresh.load_state(state[:-1])
+    except smolvlm.SmolVLMError as e:
+        assert "session state" in str(e), e
+    else:
+        raise AssertionError("a truncated state was accepted")
     ctx.reset()
     chat.ask("Once more?", max_tokens=2)
     assert ctx.stats()["reused_tokens"] == 0

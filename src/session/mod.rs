@@ -14,6 +14,8 @@ use crate::vision::VisionBuffers;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod state;
+
 /// Generation state on a shared model. Everything numeric a call needs lives here, owned by
 /// the session and released with it: the KV cache, scratch buffers and a thread pool whose size
 /// is this session's alone. Use from one thread at a time (`&mut self`).
