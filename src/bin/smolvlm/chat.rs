@@ -6,7 +6,7 @@
 use super::report::{result, Streamer};
 use super::{open_images, settings, Args};
 use smolvlm::{Message, Part, Request, Session};
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal, Write};
 
 /// Runs the conversation; a turn that fails is reported and the conversation goes on (the
 /// user may /reset), but the exit status then says so.
@@ -14,15 +14,28 @@ pub(crate) fn run(a: &Args, session: &mut Session) -> Result<(), String> {
     let images = open_images(a)?;
     let mut messages: Vec<Message> = Vec::new();
     let mut failed = 0;
+    // A person at a terminal gets a prompt on stderr; piped input and stdout stay clean.
+    let interactive = std::io::stdin().is_terminal() && a.verbosity > 0;
+    let ask = || {
+        if interactive {
+            eprint!("> ");
+            let _ = std::io::stderr().flush();
+        }
+    };
+    ask();
     for line in std::io::stdin().lock().lines() {
         let line = line.map_err(|e| format!("stdin: {e}"))?;
         let text = line.trim();
         match text {
-            "" => continue,
+            "" => {
+                ask();
+                continue;
+            }
             "/exit" => break,
             "/reset" => {
                 messages.clear();
                 session.reset_prompt_cache();
+                ask();
                 continue;
             }
             _ => {}
@@ -63,6 +76,7 @@ pub(crate) fn run(a: &Args, session: &mut Session) -> Result<(), String> {
                 failed += 1;
             }
         }
+        ask();
     }
     match failed {
         0 => Ok(()),
