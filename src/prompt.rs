@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::processor::{image_prompt, make_tiles, tile_to_tensor, ImageMarkup};
+use crate::processor::{image_prompt, make_tiles, tile_to_tensor, ImageMarkup, RgbImage};
 use crate::request::{Part, Request, Split};
 use serde_json::{json, Value};
 
@@ -18,9 +18,32 @@ pub struct Prepared {
     pub n_tiles: usize,
 }
 
+/// A request made ready for the model, its tiles still 8-bit RGB (each becomes [3, S, S] f32
+/// through `tile_to_tensor` when it is encoded).
+pub(crate) struct PreparedTiles {
+    pub ids: Vec<u32>,
+    pub tiles: Vec<RgbImage>,
+}
+
+/// [`prepare_tiles`] with every tile normalised.
+pub(crate) fn prepare(m: &Model, req: &Request) -> Result<Prepared> {
+    let PreparedTiles { ids, tiles } = prepare_tiles(m, req)?;
+    let mut pixels = Vec::new();
+    if let Some(v) = &m.vision {
+        for tile in &tiles {
+            tile_to_tensor(tile, &v.processor, &mut pixels);
+        }
+    }
+    Ok(Prepared {
+        ids,
+        pixels,
+        n_tiles: tiles.len(),
+    })
+}
+
 /// Renders and tokenizes `req` for `m` (Idefics3Processor.__call__): the chat template, each
 /// image's tiles and prompt markup, the ids.
-pub(crate) fn prepare(m: &Model, req: &Request) -> Result<Prepared> {
+pub(crate) fn prepare_tiles(m: &Model, req: &Request) -> Result<PreparedTiles> {
     let n_image_parts: usize = req
         .messages
         .iter()
@@ -83,8 +106,7 @@ pub(crate) fn prepare(m: &Model, req: &Request) -> Result<Prepared> {
     };
     let rendered = m.tokenizer.render_chat(&Value::Array(msgs), true)?;
 
-    let mut pixels = Vec::new();
-    let mut n_tiles = 0;
+    let mut tiles = Vec::new();
     let text = match &m.vision {
         None => rendered,
         Some(v) => {
@@ -124,11 +146,8 @@ pub(crate) fn prepare(m: &Model, req: &Request) -> Result<Prepared> {
             out.push_str(pieces.next().unwrap_or(""));
             for (img, rest) in req.images.iter().zip(pieces) {
                 let t = make_tiles(img, &v.processor, split);
-                for tile in &t.tiles {
-                    tile_to_tensor(tile, &v.processor, &mut pixels);
-                }
-                n_tiles += t.tiles.len();
                 out.push_str(&image_prompt(t.rows, t.cols, &markup));
+                tiles.extend(t.tiles);
                 out.push_str(rest);
             }
             out
@@ -137,19 +156,15 @@ pub(crate) fn prepare(m: &Model, req: &Request) -> Result<Prepared> {
     let ids = m.tokenizer.encode(&text)?;
     if let Some(v) = &m.vision {
         let n = ids.iter().filter(|&&i| i == v.image_token_id).count();
-        if n != n_tiles * v.seq_len {
+        if n != tiles.len() * v.seq_len {
             return Err(Error::invalid(format!(
                 "the prompt holds {n} image tokens; the images need {} ({} tiles x {}) \
                  (does the prompt text contain the image token itself?)",
-                n_tiles * v.seq_len,
-                n_tiles,
+                tiles.len() * v.seq_len,
+                tiles.len(),
                 v.seq_len
             )));
         }
     }
-    Ok(Prepared {
-        ids,
-        pixels,
-        n_tiles,
-    })
+    Ok(PreparedTiles { ids, tiles })
 }

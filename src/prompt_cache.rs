@@ -3,22 +3,24 @@
 //! again is not encoded again.
 //!
 //! A position's identity is its token id, or for an image token the pixels of its tile (a hash
-//! of the preprocessed tile) and its row in that tile: an image position matches only where
+//! of the resized 8-bit tile) and its row in that tile: an image position matches only where
 //! the same image fills it. Keys never collide with token ids (ids are below 2³², image keys
 //! have the top bit set).
 
 use crate::kernels::Precision;
+use crate::processor::RgbImage;
 use std::hash::{Hash, Hasher};
 
 /// Connector outputs kept for at most this many tiles (two split images of 13 tiles plus
 /// their global views' neighbours): 256M shapes 147 KiB a tile, SmolVLM-Instruct 648 KiB.
 pub const MAX_CACHED_TILES: usize = 32;
 
-/// Identity of a preprocessed tile ([3, S, S] f32).
-pub fn tile_hash(pixels: &[f32]) -> u64 {
+/// Identity of a tile before normalisation (8-bit RGB; the normalisation is the model's, so
+/// equal tiles give equal encoder inputs).
+pub fn tile_hash(tile: &RgbImage) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    pixels.len().hash(&mut h);
-    h.write(bytemuck::cast_slice(pixels));
+    (tile.width, tile.height).hash(&mut h);
+    h.write(&tile.data);
     h.finish()
 }
 
@@ -106,7 +108,9 @@ mod tests {
 
     #[test]
     fn image_positions_match_only_with_the_same_tile() {
-        let (img, t1, t2) = (7u32, tile_hash(&[1.0, 2.0]), tile_hash(&[1.0, 2.5]));
+        let tile =
+            |v: u8| RgbImage::from_pixels(&[1, 2, v], 1, 1, 3, crate::PixelFormat::Rgb8).unwrap();
+        let (img, t1, t2) = (7u32, tile_hash(&tile(3)), tile_hash(&tile(4)));
         assert_ne!(t1, t2);
         let ids = [1, img, img, img, img, 2];
         let a = position_keys(&ids, Some(img), &[t1, t2], 2);

@@ -4,7 +4,8 @@
 use crate::error::{Error, Result};
 use crate::kernels::{Exec, Precision, Scratch};
 use crate::model::Model;
-use crate::prompt::{prepare, Prepared};
+use crate::processor::tile_to_tensor;
+use crate::prompt::{prepare, prepare_tiles, Prepared, PreparedTiles};
 use crate::prompt_cache::{position_keys, tile_hash, PromptCache};
 use crate::request::{Hooks, Output, Request, Stats, StopReason, MAX_TOKENS_LIMIT};
 use crate::sampler::Sampler;
@@ -206,11 +207,8 @@ impl Session {
             ..Stats::default()
         };
         let bf16 = stats.precision == Precision::Bf16;
-        let Prepared {
-            ids,
-            pixels,
-            n_tiles,
-        } = prepare(m, req)?;
+        let PreparedTiles { ids, tiles } = prepare_tiles(m, req)?;
+        let n_tiles = tiles.len();
         let tc = &m.config.text;
         if ids.len() >= tc.max_position_embeddings {
             return Err(Error::invalid(format!(
@@ -221,16 +219,11 @@ impl Session {
         }
         // What the KV cache already holds of this prompt (see prompt_cache.rs); nothing is
         // reusable until this call's prefill has succeeded.
-        let (image_token, seq_len, per) = match &m.vision {
-            Some(v) => {
-                let s = v.encoder.cfg.image_size;
-                (Some(v.image_token_id), v.seq_len, 3 * s * s)
-            }
-            None => (None, 0, 0),
+        let (image_token, seq_len) = match &m.vision {
+            Some(v) => (Some(v.image_token_id), v.seq_len),
+            None => (None, 0),
         };
-        let hashes: Vec<u64> = (0..n_tiles)
-            .map(|t| tile_hash(&pixels[t * per..(t + 1) * per]))
-            .collect();
+        let hashes: Vec<u64> = tiles.iter().map(tile_hash).collect();
         let keys = position_keys(&ids, image_token, &hashes, seq_len);
         let reuse = if req.prompt_cache {
             self.prompt_cache.reusable(&keys, stats.precision)
@@ -251,13 +244,20 @@ impl Session {
         let missing: Vec<usize> = (first_tile..n_tiles)
             .filter(|&t| self.prompt_cache.tile(hashes[t]).is_none())
             .collect();
-        let fresh = if missing.is_empty() {
-            Vec::new()
-        } else {
-            self.encode_inner(&pixels, &missing, false, bf16, keep_going)?
-                .1
+        // Only the tiles to encode are normalised to f32.
+        let fresh = match (&m.vision, missing.is_empty()) {
+            (Some(v), false) => {
+                let mut pixels = Vec::new();
+                for &t in &missing {
+                    tile_to_tensor(&tiles[t], &v.processor, &mut pixels);
+                }
+                let order: Vec<usize> = (0..missing.len()).collect();
+                self.encode_inner(&pixels, &order, false, bf16, keep_going)?
+                    .1
+            }
+            _ => Vec::new(),
         };
-        drop(pixels);
+        drop(tiles);
         let tile_len = fresh.len() / missing.len().max(1);
         let mut fresh = fresh.chunks_exact(tile_len.max(1)).map(<[f32]>::to_vec);
         // Tiles first_tile.., in order: fresh ones as encoded, the others from the cache.
