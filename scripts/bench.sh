@@ -15,6 +15,7 @@
 #   RUNS        rounds; every measurement runs once per round, alternating; medians (default 3).
 #   THREADS     threads for every engine (default 2). JOBS: cargo build jobs (default 2).
 #   PRECISIONS  our columns, comma-separated auto,f32,bf16 (default auto; auto,f32 with ANCHORS=1).
+#   SCALING=1   also ours on 1 thread, with the speed-up of THREADS over it per stage.
 #   ANCHORS=1   run the anchors below. Each one whose path is unset or unusable is reported as
 #               "not run" with the reason; the rest of the run goes on.
 #   LLAMA_CPP_BIN     directory holding llama.cpp's `llama-bench`. It runs on a GGUF of the same
@@ -68,6 +69,7 @@ for layout in $LAYOUTS; do
     [ -f "$dir/model.safetensors" ] || "$PY" scripts/bench/make_random_model.py --layout "$layout" --out "$dir"
   fi
   args=(--model "$dir" --runs "$RUNS" --threads "$THREADS" --precisions "$PRECISIONS")
+  if [ -n "${SCALING:-}" ] && [ "$SCALING" != 0 ]; then args+=(--scaling); fi
   if [ -n "$ANCHORS" ]; then
     var="SMOL_VISION_BIN_$(echo "$layout" | tr '[:lower:]' '[:upper:]')"
     args+=(--anchors --llama-bin "${LLAMA_CPP_BIN:-}" --smol-vision-bin "${!var:-${SMOL_VISION_BIN:-}}"

@@ -14,6 +14,7 @@ prefill, first token), the same for a follow-up question in a `--chat` conversat
 split image (its share of the first turn's is printed below the table), load time and peak RSS. One column per --precisions entry (auto: the CLI's
 default; f32: `--precision f32`). A model without a vision tower (plain Llama) gets the text rows.
 Each of our rounds starts with one untimed run (transformers is timed after a warm-up too).
+--scaling adds ours on 1 thread and the speed-up of --threads over it, per stage.
 
 Anchors (--anchors; each is "not run" with its reason when its path is missing or it fails):
   - llama.cpp: `llama-bench -t T -p <our prompt lengths> -n <decode tokens> -r 1 -o json` on a
@@ -345,6 +346,8 @@ def main():
     ap.add_argument("--smol-vision-bin", default=os.environ.get("SMOL_VISION_BIN"))
     ap.add_argument("--hf-python", default=os.environ.get("HF_PYTHON"))
     ap.add_argument("--no-floors", action="store_true", help="skip the machine floors (with --anchors)")
+    ap.add_argument("--scaling", action="store_true",
+                    help="also run ours (auto) on 1 thread: a column and its speed-up to --threads")
     a = ap.parse_args()
     d, t, n = a.model, a.threads, a.decode_tokens
     cfg = json.load(open(os.path.join(d, "config.json")))
@@ -352,6 +355,10 @@ def main():
     rows = {k: (label.format(n=n), kind) for k, (label, kind, img) in ROWS.items() if vision or not img}
 
     ours = [Ours(d, t, p, n, vision) for p in a.precisions.split(",") if p]
+    if a.scaling and t != 1:
+        one = Ours(d, 1, "auto", n, vision)
+        one.name = "ours, 1 thread"
+        ours.append(one)
     anchors, not_run = [], {}
     floors = None
     if a.anchors:
@@ -424,6 +431,8 @@ def main():
     f32 = next((c.name for c in ours if c.precision == "f32"), base)
     ratios = [(anchor, f32 if anchor == "transformers f32" else base) for anchor in columns[len(ours):]
               if anchor not in not_run]
+    if a.scaling and t != 1:
+        ratios.insert(0, ("ours, 1 thread", base))
     head = ["stage", *columns, *[f"{o}/{x}" for x, o in ratios]]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
