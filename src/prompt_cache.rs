@@ -11,8 +11,8 @@ use crate::kernels::Precision;
 use crate::processor::RgbImage;
 use std::hash::{Hash, Hasher};
 
-/// Connector outputs kept for at most this many tiles (two split images of 13 tiles plus
-/// their global views' neighbours): 256M shapes 147 KiB a tile, SmolVLM-Instruct 648 KiB.
+/// Connector outputs kept for at most this many tiles (two split images of 13 tiles each fit):
+/// 256M shapes 144 KiB a tile (64 × 576 f32), SmolVLM-Instruct 648 KiB (81 × 2048 f32).
 pub const MAX_CACHED_TILES: usize = 32;
 
 /// Identity of a tile before normalisation (8-bit RGB; the normalisation is the model's, so

@@ -284,9 +284,9 @@ impl Session {
                 row += 1;
             }
         }
-        for (i, t) in (first_tile..n_tiles).enumerate() {
+        for (feats, t) in tiles.into_iter().zip(first_tile..n_tiles) {
             if missing.contains(&t) {
-                self.prompt_cache.keep_tile(hashes[t], tiles[i].clone());
+                self.prompt_cache.keep_tile(hashes[t], feats);
             }
         }
         self.cache.len = reuse;

@@ -8,7 +8,8 @@ use rayon::prelude::*;
 /// k steps per chunk (k = 2048): partial sums leave the tiles once per chunk, and a weight
 /// chunk (32 rows × 2048 bf16, 128 KiB) stays in L2 while the task's activation pairs pass
 /// over it. Chunks of 256 (an L1-sized weight chunk) spent more on partial sums than they saved
-/// (SmolVLM-Instruct shapes, 1128-token prefill on 2 threads: 7.5 s at 8 steps, 5.1–5.5 s at 64).
+/// (SmolVLM-Instruct shapes, 1128-token prefill on 2 threads, single runs: 7.4–7.5 s at 8 steps,
+/// 5.5–5.7 s at 64 with 8 pairs per task).
 const CHUNK_STEPS: usize = 64;
 /// Most activation pairs (32 rows each) and weight blocks (32 rows each) per task: a task's
 /// partial sums (≤ 256 KiB) and the activations of a chunk stay in L2, and each weight chunk

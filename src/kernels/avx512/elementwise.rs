@@ -165,9 +165,9 @@ fn softmax_512(row: &mut [f32], scale: f32) {
     }
 }
 
-/// e^x for x ≤ 0 (NaN kept), within about 3e-7 relative, below -87.3 as e^-87.3: half the
+/// e^x for x ≤ 0 (NaN kept), within 2.3e-7 relative (measured in the tests), below -87.3 as e^-87.3: half the
 /// operations of [`exp16`], for the probabilities of the bf16 mode, which are rounded to bf16
-/// (relative 2⁻⁹) right after.
+/// (relative 2⁻⁸) right after.
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn exp16_nonpositive(x: __m512) -> __m512 {
@@ -276,6 +276,26 @@ mod tests {
                 want[0]
             );
         }
+        // The bf16 softmax's exponential, against f64 over [-87.3, 0].
+        let mut worst = 0.0f64;
+        let xs: Vec<f32> = (0..1_000_000)
+            .map(|i| -87.3 * i as f32 / 999_999.0)
+            .collect();
+        for c in xs.chunks_exact(16) {
+            let mut got = [0.0f32; 16];
+            // SAFETY: the token proves AVX-512F; both arrays hold 16 floats.
+            unsafe {
+                let v = exp16_nonpositive(_mm512_loadu_ps(c.as_ptr()));
+                _mm512_storeu_ps(got.as_mut_ptr(), v);
+            }
+            for (g, x) in got.iter().zip(c) {
+                let want = (*x as f64).exp();
+                worst = worst.max((*g as f64 - want).abs() / want);
+            }
+        }
+        eprintln!("exp16_nonpositive: worst relative error {worst:.2e}");
+        // Measured 2.24e-7 (the f32 rounding of the Taylor terms); bound with a margin of 2x.
+        assert!(worst < 5e-7, "exp16_nonpositive off by {worst:e}");
         for len in [1usize, 15, 16, 17, 77, 1024, 1029] {
             let row: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin() * 9.0).collect();
             let (mut a, mut b) = (row.clone(), row.clone());
