@@ -45,8 +45,8 @@
 
 
 /**
- * Connector outputs kept for at most this many tiles (two split images of 13 tiles plus
- * their global views' neighbours): 256M shapes 147 KiB a tile, SmolVLM-Instruct 648 KiB.
+ * Connector outputs kept for at most this many tiles (two split images of 13 tiles each fit):
+ * 256M shapes 144 KiB a tile (64 × 576 f32), SmolVLM-Instruct 648 KiB (81 × 2048 f32).
  */
 #define MAX_CACHED_TILES 32
 
