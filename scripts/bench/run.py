@@ -19,6 +19,11 @@ Each of our rounds starts with one untimed run (transformers is timed after a wa
 Anchors (--anchors; each is "not run" with its reason when its path is missing or it fails):
   - llama.cpp: `llama-bench -t T -p <our prompt lengths> -n <decode tokens> -r 1 -o json` on a
     GGUF of the same decoder (scripts/bench/decoder_gguf.py, written once next to the model);
+  - llama.cpp F32 (with --f32-weights): llama-bench on an F32 GGUF of that decoder, against ours
+    on an F32 copy of the checkpoint (scripts/bench/f32_copy.py; auto mode runs it in f32);
+  - llama-mtmd-cli (needs --llama-src and --hf-python): the decoder GGUF plus an mmproj GGUF that
+    llama.cpp's own convert_hf_to_gguf.py writes; its time to first token with its default image
+    slicing and its vision time per slice;
   - the original C engine (smol-vision): on a renamed copy (scripts/bench/smolvision_copy.py),
     image + "Describe.", at 1 and at <decode tokens> max tokens: its stderr line `Inference: T ms,
     N tokens (..., encoding: E ms, decoding: D ms)` gives vision (E), its decode rate (from the
@@ -38,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -189,19 +195,20 @@ class Ours:
 
 
 class LlamaCpp:
-    name = "llama.cpp"
-
-    def __init__(self, bin_dir, model, threads, decode_tokens, python):
+    def __init__(self, bin_dir, model, threads, decode_tokens, python, dtype="bf16"):
+        self.name = "llama.cpp" if dtype == "bf16" else f"llama.cpp {dtype.upper()}"
+        self.text_only = dtype != "bf16"  # the F32 column answers the f32-weights rows only
         self.exe = os.path.join(bin_dir or "", "llama-bench")
         if not bin_dir:
             raise AnchorError("LLAMA_CPP_BIN is not set")
         if not os.access(self.exe, os.X_OK):
             raise AnchorError(f"no llama-bench in {bin_dir}")
-        self.gguf = os.path.join(BENCH, os.path.basename(os.path.normpath(model)) + "-decoder.gguf")
+        suffix = "-decoder.gguf" if dtype == "bf16" else f"-decoder-{dtype}.gguf"
+        self.gguf = os.path.join(BENCH, os.path.basename(os.path.normpath(model)) + suffix)
         script = os.path.join(HERE, "decoder_gguf.py")
         if stale(self.gguf, weights_file(model), script):
             os.makedirs(BENCH, exist_ok=True)
-            checked([python, script, "--model", model, "--out", self.gguf],
+            checked([python, script, "--model", model, "--out", self.gguf, "--dtype", dtype],
                     "decoder_gguf.py")
         self.threads, self.decode_tokens = threads, decode_tokens
         self.lengths = {}  # row -> prompt length, set from our runs
@@ -224,6 +231,63 @@ class LlamaCpp:
                 res["decode"] = list(ts)
         self.build = json.loads(out)[0].get("build_commit", "?") if out.strip() else "?"
         return res
+
+
+STAMP = re.compile(r"^(\d+)\.(\d+)\.(\d+)\.(\d+) ")  # llama.cpp log timestamps: h.mm.ss.mmm
+ENCODED = re.compile(r"mtmd batch encoding done in (\d+) ms")
+
+
+class MtmdCli:
+    """llama.cpp's `llama-mtmd-cli` end to end: the same decoder GGUF as llama-bench plus an mmproj
+    GGUF of the vision tower and connector written by llama.cpp's own convert_hf_to_gguf.py
+    (--mmproj, bf16), the image with llama.cpp's default slicing, one token, greedy."""
+    name = "llama-mtmd-cli"
+
+    def __init__(self, bin_dir, src_dir, model, threads, python, hf_python, vision):
+        self.exe = os.path.join(bin_dir or "", "llama-mtmd-cli")
+        if not bin_dir:
+            raise AnchorError("LLAMA_CPP_BIN is not set")
+        if not os.access(self.exe, os.X_OK):
+            raise AnchorError(f"no llama-mtmd-cli in {bin_dir}")
+        if not vision:
+            raise AnchorError("needs an image model")
+        convert = os.path.join(src_dir or "", "convert_hf_to_gguf.py")
+        if not src_dir or not os.path.exists(convert):
+            raise AnchorError("LLAMA_CPP_SRC (a llama.cpp source tree with convert_hf_to_gguf.py) is not set")
+        if not hf_python:
+            raise AnchorError("HF_PYTHON (torch + transformers, for convert_hf_to_gguf.py) is not set")
+        base = os.path.join(BENCH, os.path.basename(os.path.normpath(model)))
+        self.gguf, self.mmproj = base + "-decoder.gguf", base + "-mmproj.gguf"
+        if stale(self.gguf, weights_file(model)):
+            checked([python, os.path.join(HERE, "decoder_gguf.py"), "--model", model, "--out", self.gguf],
+                    "decoder_gguf.py")
+        if stale(self.mmproj, weights_file(model)):
+            env = dict(os.environ, PYTHONPATH=os.path.join(src_dir, "gguf-py"))
+            checked([hf_python, convert, model, "--mmproj", "--outtype", "bf16", "--outfile", self.mmproj],
+                    "convert_hf_to_gguf.py --mmproj", env)
+        self.cmd = [self.exe, "-m", self.gguf, "--mmproj", self.mmproj, "--image", IMAGE, "-p", IMAGE_PROMPT,
+                    "-n", "1", "-t", str(threads), "--temp", "0", "--log-timestamps"]
+        self.tiles = None
+
+    def round(self):
+        start = time.monotonic()
+        out, err, rss = checked(self.cmd, "llama-mtmd-cli")
+        wall = (time.monotonic() - start) * 1e3
+        lines = [l for l in (out + "\n" + err).splitlines() if STAMP.match(l)]
+        loaded = None
+        encodes = []
+        for line in lines:
+            h, m, sec, ms = (int(x) for x in STAMP.match(line).groups())
+            t = ((h * 60 + m) * 60 + sec) * 1e3 + ms
+            if loaded is None and "main: loading model" in line:
+                loaded = t  # both models are loaded; the image is read and sliced after this line
+            e = ENCODED.search(line)
+            if e:
+                encodes.append(float(e.group(1)))
+        if loaded is None or not encodes:
+            raise AnchorError("no 'loading model' / 'encoding done' lines in its log")
+        self.tiles = len(encodes)
+        return {"vision": [statistics.median(encodes)], "ttft_split": [wall - loaded], "rss": [rss]}
 
 
 INFERENCE = re.compile(r"Inference: ([\d.]+) ms, (\d+) tokens \(.*encoding: ([\d.]+)\s*ms, decoding: ([\d.]+)\s*ms\)")
@@ -345,6 +409,10 @@ def main():
     ap.add_argument("--llama-bin", default=os.environ.get("LLAMA_CPP_BIN"))
     ap.add_argument("--smol-vision-bin", default=os.environ.get("SMOL_VISION_BIN"))
     ap.add_argument("--hf-python", default=os.environ.get("HF_PYTHON"))
+    ap.add_argument("--llama-src", default=os.environ.get("LLAMA_CPP_SRC"),
+                    help="llama.cpp source tree (its convert_hf_to_gguf.py writes the mmproj for llama-mtmd-cli)")
+    ap.add_argument("--f32-weights", action="store_true",
+                    help="also an f32 copy of the checkpoint: ours on it against llama.cpp on an F32 GGUF")
     ap.add_argument("--no-floors", action="store_true", help="skip the machine floors (with --anchors)")
     ap.add_argument("--scaling", action="store_true",
                     help="also run ours (auto) on 1 thread: a column and its speed-up to --threads")
@@ -359,14 +427,30 @@ def main():
         one = Ours(d, 1, "auto", n, vision)
         one.name = "ours, 1 thread"
         ours.append(one)
+    if a.f32_weights:
+        copy = os.path.join(BENCH, os.path.basename(os.path.normpath(d)) + "-f32")
+        script = os.path.join(HERE, "f32_copy.py")
+        if stale(os.path.join(copy, "config.json"), weights_file(d), script):
+            os.makedirs(BENCH, exist_ok=True)
+            rc, _, err, _ = run_proc([sys.executable, script, "--model", d, "--out", copy])
+            if rc != 0:
+                sys.exit(f"f32_copy.py failed:\n{err}")
+        f32w = Ours(copy, t, "auto", n, False)
+        f32w.name = "ours f32 weights"
+        ours.append(f32w)
     anchors, not_run = [], {}
     floors = None
     if a.anchors:
         makers = [("llama.cpp", lambda: LlamaCpp(a.llama_bin, d, t, n, sys.executable)),
+                  ("llama.cpp F32", lambda: LlamaCpp(a.llama_bin, d, t, n, sys.executable, "f32")),
+                  ("llama-mtmd-cli", lambda: MtmdCli(a.llama_bin, a.llama_src, d, t, sys.executable,
+                                                     a.hf_python, vision)),
                   ("C engine", lambda: CEngine(a.smol_vision_bin, d, t, n, sys.executable, vision)),
                   ("transformers f32", lambda: Transformers(a.hf_python, d, t, n, "f32", vision)),
                   ("transformers bf16", lambda: Transformers(a.hf_python, d, t, n, "bf16", vision))]
         for name, make in makers:
+            if name == "llama.cpp F32" and not a.f32_weights:
+                continue
             try:
                 anchors.append(make())
             except AnchorError as e:
@@ -390,7 +474,8 @@ def main():
                 tok = ours[0].tokens
                 c.lengths = {row: tok[case][0] for row, case in [
                     ("prefill37", "prefill37"), ("prefill100", "prefill100"),
-                    ("prefill_split", "split"), ("prefill_tile", "vision")] if case in tok}
+                    ("prefill_split", "split"), ("prefill_tile", "vision")] if case in tok
+                    and not (c.text_only and case in ("split", "vision"))}
             if isinstance(c, Ours):
                 res = c.round()
             else:
@@ -425,11 +510,13 @@ def main():
     print()
 
     columns = [c.name for c in ours] + [name for name in
-                                        ["llama.cpp", "C engine", "transformers f32", "transformers bf16"]
-                                        if a.anchors]
+                                        ["llama.cpp", "llama.cpp F32", "llama-mtmd-cli", "C engine",
+                                         "transformers f32", "transformers bf16"]
+                                        if a.anchors and (name != "llama.cpp F32" or a.f32_weights)]
     base = ours[0].name
     f32 = next((c.name for c in ours if c.precision == "f32"), base)
-    ratios = [(anchor, f32 if anchor == "transformers f32" else base) for anchor in columns[len(ours):]
+    versus = {"transformers f32": f32, "llama.cpp F32": "ours f32 weights"}
+    ratios = [(anchor, versus.get(anchor, base)) for anchor in columns[len(ours):]
               if anchor not in not_run]
     if a.scaling and t != 1:
         ratios.insert(0, ("ours, 1 thread", base))
@@ -450,7 +537,9 @@ def main():
               " ours ÷ anchor, time and RSS rows anchor ÷ ours. Transformers f32 is compared with ours in"
               " f32 mode where that column is run, every other anchor with ours in auto mode.")
     for c in ours:
-        print(f"- {c.name}: precision {c.info.get('precision', '?')}, kernels {c.info.get('isa', '?')}")
+        print(f"- {c.name}: precision {c.info.get('precision', '?')}, kernels {c.info.get('isa', '?')}"
+              + (f" ({c.model}: every tensor widened to F32 by scripts/bench/f32_copy.py)"
+                 if c.name == "ours f32 weights" else ""))
     names = {"vision": "vision, 1 tile / 1-tile image prompt", "prefill37": "prefill, ~37-token text",
              "prefill100": "prefill, ~100-token text", "split": "prefill, split image prompt"}
     for case, (toks, tiles) in ours[0].tokens.items():
@@ -466,8 +555,16 @@ def main():
         if c.name in not_run:
             continue
         if isinstance(c, LlamaCpp):
-            print(f"- llama.cpp (build {getattr(c, 'build', '?')}): `{c.cmd}` once per round: pp at our"
-                  f" prompt lengths, tg{n} from an empty context")
+            print(f"- {c.name} (build {getattr(c, 'build', '?')}): `{c.cmd}` once per round: pp at our"
+                  f" prompt lengths, tg{n} from an empty context"
+                  + (" (F32 GGUF of the same decoder; compared with ours on the f32 copy of the checkpoint)"
+                     if c.text_only else ""))
+        elif isinstance(c, MtmdCli):
+            print(f"- llama-mtmd-cli: {os.path.basename(c.gguf)} + {os.path.basename(c.mmproj)} (llama.cpp's"
+                  f" convert_hf_to_gguf.py --mmproj, bf16), its default slicing: {c.tiles} image chunks"
+                  f" (ours: {ours[0].tokens.get('split', (0, '?'))[1]} tiles); vision = median of its per-chunk"
+                  f" 'encoding done' times; time to first token = its wall time at `-n 1` less the time"
+                  f" stamped on its 'loading model' line (both models loaded; the image is read after it)")
         elif isinstance(c, CEngine):
             print(f"- C engine: {c.exe} on {c.copy}, OPENBLAS_NUM_THREADS={t}; 1-tile image prompt of"
                   f" {c.prompt_tokens or '?'} tokens; vision = its 'encoding' (image load, vision, connector);"

@@ -143,9 +143,10 @@ pub(crate) fn linear_fused<const N: usize>(
             return amx::gemm_parts(amx, ex.scratch, x, m, k, parts);
         }
     }
+    let simd = rows_f32(ex.isa).simd();
     let fusable = m == 1
         && parts.iter().all(|(w, e, o)| {
-            matches!(w.view(), View::BF16(_) | View::F16(_))
+            (matches!(w.view(), View::BF16(_) | View::F16(_)) || simd)
                 && e.is_plain()
                 && w.numel() == o.len() * k
                 && w.shape[0] == o.len()
@@ -234,8 +235,10 @@ fn with_rounded_copy<R>(scratch: &Scratch, x: &[f32], f: impl FnOnce(&[f32]) -> 
 
 /// The f32 mode: f32 activations and accumulation over weights widened exactly.
 fn linear_f32(ex: Exec, x: &[f32], m: usize, k: usize, view: View, n: usize, out: &mut [f32]) {
-    if m <= MATVEC_MAX_ROWS && !matches!(view, View::F32(_)) {
-        return matvec(rows_f32(ex.isa), x, m, k, view, n, out);
+    let rows = rows_f32(ex.isa);
+    // f32 weights need no widening: BLAS is the better one-row product only without SIMD rows.
+    if m <= MATVEC_MAX_ROWS && (rows.simd() || !matches!(view, View::F32(_))) {
+        return matvec(rows, x, m, k, view, n, out);
     }
     #[cfg(target_arch = "x86_64")]
     if let (View::BF16(wb), Some(t)) = (view, avx512_for(ex.isa)) {

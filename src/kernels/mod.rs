@@ -69,6 +69,8 @@ impl Dot {
             (Dot::Avx2(t), View::BF16(w)) => t.dot_bf16(x, w),
             #[cfg(target_arch = "x86_64")]
             (Dot::Avx2(t), View::F16(w)) => t.dot_f16(x, w),
+            #[cfg(target_arch = "x86_64")]
+            (Dot::Avx2(t), View::F32(w)) => t.dot_f32(x, w),
             (_, View::F32(w)) => reference::dot_f32(x, w),
             (_, View::BF16(w)) => reference::dot_bf16(x, w),
             (_, View::F16(w)) => reference::dot_f16(x, w),
@@ -121,6 +123,11 @@ macro_rules! by_rows {
 }
 
 impl Rows<'_> {
+    /// Whether these are SIMD products (the portable dot is slower than BLAS on f32 weights).
+    fn simd(self) -> bool {
+        !matches!(self, Rows::Dot(Dot::Portable))
+    }
+
     /// out[j·m + i] = x_i · w_j, w holding out.len() / m rows of k.
     fn group(self, x: &[f32], m: usize, k: usize, w: View<'_>, out: &mut [f32]) {
         match (self, w) {
@@ -128,6 +135,8 @@ impl Rows<'_> {
             (Rows::Avx512(t), View::BF16(wb)) => by_rows!(m, dots_bf16, t, x, k, wb, out),
             #[cfg(target_arch = "x86_64")]
             (Rows::Avx512(t), View::F16(wh)) => by_rows!(m, dots_f16, t, x, k, wh, out),
+            #[cfg(target_arch = "x86_64")]
+            (Rows::Avx512(t), View::F32(wf)) => by_rows!(m, dots_f32, t, x, k, wf, out),
             #[cfg(target_arch = "x86_64")]
             (Rows::Native(t, xb), View::BF16(wb)) => by_rows!(m, dots, t, xb, k, wb, out),
             _ => {
