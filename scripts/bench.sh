@@ -21,6 +21,12 @@
 #   LLAMA_CPP_BIN     directory holding llama.cpp's `llama-bench`. It runs on a GGUF of the same
 #                     decoder (scripts/bench/decoder_gguf.py, written once as
 #                     target/bench/<model>-decoder.gguf).
+#   LLAMA_CPP_SRC     the llama.cpp source tree (vendor/llama.cpp of the sdist below): its
+#                     convert_hf_to_gguf.py, run under HF_PYTHON, writes the mmproj GGUF that
+#                     `llama-mtmd-cli` (in LLAMA_CPP_BIN) needs beside the decoder GGUF.
+#   F32_WEIGHTS=1     also an F32 copy of the checkpoint (target/bench/<model>-f32/): ours on it against
+#                     llama-bench on an F32 GGUF. Default: on with ANCHORS=1 except LAYOUTS=instruct
+#                     (its copy is 8.6 GB).
 #   SMOL_VISION_BIN   the original C engine's `smolvlm` binary, built for the layout being measured;
 #                     SMOL_VISION_BIN_256M / SMOL_VISION_BIN_INSTRUCT override it per layout. It runs
 #                     on a renamed copy of the checkpoint (scripts/bench/smolvision_copy.py,
@@ -73,7 +79,10 @@ for layout in $LAYOUTS; do
   if [ -n "$ANCHORS" ]; then
     var="SMOL_VISION_BIN_$(echo "$layout" | tr '[:lower:]' '[:upper:]')"
     args+=(--anchors --llama-bin "${LLAMA_CPP_BIN:-}" --smol-vision-bin "${!var:-${SMOL_VISION_BIN:-}}"
-           --hf-python "${HF_PYTHON:-}")
+           --hf-python "${HF_PYTHON:-}" --llama-src "${LLAMA_CPP_SRC:-}")
+    f32w="${F32_WEIGHTS:-}"
+    [ -n "$f32w" ] || { [ "$layout" = instruct ] && f32w=0 || f32w=1; }
+    [ "$f32w" = 0 ] || args+=(--f32-weights)
   fi
   "$PY" scripts/bench/run.py "${args[@]}"
   echo

@@ -233,7 +233,7 @@ class LlamaCpp:
         return res
 
 
-STAMP = re.compile(r"^(\d+)\.(\d+)\.(\d+)\.(\d+) ")  # llama.cpp log timestamps: h.mm.ss.mmm
+STAMP = re.compile(r"^(\d+)\.(\d+)\.(\d+)\.(\d+) ")  # llama.cpp log time since start: m.ss.mmm.µµµ
 ENCODED = re.compile(r"mtmd batch encoding done in (\d+) ms")
 
 
@@ -266,7 +266,7 @@ class MtmdCli:
             checked([hf_python, convert, model, "--mmproj", "--outtype", "bf16", "--outfile", self.mmproj],
                     "convert_hf_to_gguf.py --mmproj", env)
         self.cmd = [self.exe, "-m", self.gguf, "--mmproj", self.mmproj, "--image", IMAGE, "-p", IMAGE_PROMPT,
-                    "-n", "1", "-t", str(threads), "--temp", "0", "--log-timestamps"]
+                    "-n", "1", "-t", str(threads), "--temp", "0"]
         self.tiles = None
 
     def round(self):
@@ -277,8 +277,8 @@ class MtmdCli:
         loaded = None
         encodes = []
         for line in lines:
-            h, m, sec, ms = (int(x) for x in STAMP.match(line).groups())
-            t = ((h * 60 + m) * 60 + sec) * 1e3 + ms
+            m, sec, ms, us = (int(x) for x in STAMP.match(line).groups())
+            t = (m * 60 + sec) * 1e3 + ms + us / 1e3
             if loaded is None and "main: loading model" in line:
                 loaded = t  # both models are loaded; the image is read and sliced after this line
             e = ENCODED.search(line)
