@@ -29,6 +29,7 @@ mod error;
 #[allow(non_camel_case_types)]
 mod ffi;
 mod kernels;
+mod kv_cache;
 mod log;
 mod model;
 mod processor;

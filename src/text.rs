@@ -4,6 +4,7 @@
 use crate::config::TextConfig;
 use crate::error::{Error, Result};
 use crate::kernels::{self, AttnShape, Epilogue, Exec};
+use crate::kv_cache::KvCache;
 use crate::weights::{Tensor, WeightStore};
 
 struct Proj {
@@ -46,77 +47,6 @@ pub(crate) struct TextModel {
     /// None: tied to `embed`.
     lm_head: Option<Tensor>,
     inv_freq: Vec<f32>,
-}
-
-/// Per-layer keys and values, [positions, kv_heads·head_dim] each.
-pub(crate) struct KvCache {
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
-    pub len: usize,
-    width: usize,
-}
-
-impl KvCache {
-    pub fn new(cfg: &TextConfig) -> KvCache {
-        KvCache {
-            k: vec![Vec::new(); cfg.num_hidden_layers],
-            v: vec![Vec::new(); cfg.num_hidden_layers],
-            len: 0,
-            width: cfg.num_key_value_heads * cfg.head_dim,
-        }
-    }
-    /// (layers, floats per position).
-    pub fn shape(&self) -> (usize, usize) {
-        (self.k.len(), self.width)
-    }
-
-    /// Appends the first `len` (≤ the positions held) positions of every layer's keys, then
-    /// every layer's values, as little-endian f32.
-    pub fn write_to(&self, len: usize, out: &mut Vec<u8>) {
-        assert!(
-            len <= self.len,
-            "KV cache holds {} positions, not {len}",
-            self.len
-        );
-        for buf in self.k.iter().chain(&self.v) {
-            for x in &buf[..len * self.width] {
-                out.extend_from_slice(&x.to_le_bytes());
-            }
-        }
-    }
-
-    /// Holds `len` positions read from `data`, as [`KvCache::write_to`] wrote them (the caller
-    /// checked its length).
-    pub fn read_from(&mut self, len: usize, data: &[u8]) -> Result<()> {
-        let per = len * self.width * 4;
-        assert_eq!(data.len(), per * 2 * self.k.len(), "KV cache state size");
-        self.reserve(len)?;
-        for (i, buf) in self.k.iter_mut().chain(self.v.iter_mut()).enumerate() {
-            let src = data[i * per..(i + 1) * per].chunks_exact(4);
-            for (d, c) in buf[..len * self.width].iter_mut().zip(src) {
-                *d = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            }
-        }
-        self.len = len;
-        Ok(())
-    }
-
-    /// Makes room for `positions` in total, failing cleanly when the memory is not there.
-    pub fn reserve(&mut self, positions: usize) -> Result<()> {
-        let need = positions * self.width;
-        for buf in self.k.iter_mut().chain(self.v.iter_mut()) {
-            if buf.len() < need {
-                buf.try_reserve_exact(need - buf.len()).map_err(|_| {
-                    Error::new(
-                        crate::error::ErrorKind::Oom,
-                        format!("cannot allocate the KV cache for {positions} positions"),
-                    )
-                })?;
-                buf.resize(need, 0.0);
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Activations of one forward call, kept by the session between calls (grow-only, released
@@ -379,22 +309,10 @@ impl TextModel {
             }
             self.rope(q, rows, nh, cos, sin);
             self.rope(k, rows, nkv, cos, sin);
-            cache.k[l][pos0 * kvd..(pos0 + rows) * kvd].copy_from_slice(k);
-            cache.v[l][pos0 * kvd..(pos0 + rows) * kvd].copy_from_slice(v);
-            let kv_len = (pos0 + rows) * kvd;
+            cache.store(l, pos0, k, v);
+            let (kc, vc) = cache.layer(l, pos0 + rows);
             kernels::attention(
-                ex.isa,
-                ex.bf16,
-                ex.scratch,
-                q,
-                qd,
-                &cache.k[l][..kv_len],
-                kvd,
-                &cache.v[l][..kv_len],
-                kvd,
-                shape,
-                a,
-                qd,
+                ex.isa, ex.bf16, ex.scratch, q, qd, kc, kvd, vc, kvd, shape, a, qd,
             );
             layer.o.run(ex, a, rows, hbuf);
             kernels::add_in_place(x, hbuf);

@@ -4,7 +4,7 @@
 use crate::config::VisionConfig;
 use crate::error::{Error, Result};
 use crate::kernels::{self, AttnShape, Epilogue, Exec};
-use crate::weights::{Tensor, WeightStore};
+use crate::weights::{Tensor, View, WeightStore};
 
 struct Layer {
     ln1: (Vec<f32>, Vec<f32>),
@@ -221,9 +221,9 @@ impl VisionModel {
                     ex.scratch,
                     &q[r.clone()],
                     d,
-                    &k[r.clone()],
+                    View::F32(&k[r.clone()]),
                     d,
-                    &v[r.clone()],
+                    View::F32(&v[r.clone()]),
                     d,
                     shape,
                     &mut a[r],

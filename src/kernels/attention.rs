@@ -1,10 +1,16 @@
 //! Scaled dot-product attention over row-major [tokens, heads·head_dim] buffers, with GQA;
 //! heads run in parallel on the session's pool.
 
+#[cfg(target_arch = "x86_64")]
+use super::avx512::KvRows;
 use super::blas::ColumnBlocks;
 use super::scratch::{take, Scratch};
 use super::{sgemm, Isa, Simd};
+use crate::weights::View;
 use rayon::prelude::*;
+
+/// Query rows up to this count (decode steps) read keys and values in place, one row at a time.
+const FEW_ROWS: usize = 4;
 
 /// Sizes of one attention call.
 #[derive(Clone, Copy, Debug)]
@@ -19,17 +25,18 @@ pub(crate) struct AttnShape {
 }
 
 /// out[i, h·d..] = softmax(q_h k_gᵀ · d^-½ (+ causal mask)) v_g, where g = h / (n_heads / n_kv_heads)
-/// (transformers' `repeat_kv`). `ld*` are row strides in elements.
+/// (transformers' `repeat_kv`). `ld*` are row strides in elements. Keys and values in bf16
+/// (the bf16 mode's KV cache) are widened exactly, one head's columns at a time.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn attention(
+pub(crate) fn attention<'a>(
     isa: Isa,
     bf16: bool,
     scratch: &Scratch,
     q: &[f32],
     ldq: usize,
-    k: &[f32],
+    k: View<'a>,
     ldk: usize,
-    v: &[f32],
+    v: View<'a>,
     ldv: usize,
     s: AttnShape,
     out: &mut [f32],
@@ -73,6 +80,19 @@ pub(crate) fn attention(
         (0..s.n_heads).into_par_iter().for_each(|h| {
             let g = h / group;
             scratch.with(|slot| {
+                let mut wide = std::mem::take(&mut slot.kv);
+                let (kg, vg, head) = match head_kv(k, ldk, v, ldv, g, s, &mut wide) {
+                    Some((kg, vg, ld)) => (
+                        kg,
+                        vg,
+                        super::amx::Head {
+                            ldk: ld,
+                            ldv: ld,
+                            ..head
+                        },
+                    ),
+                    None => (f32s(k, g * d), f32s(v, g * d), head),
+                };
                 let dst = blocks.columns(h * d, d);
                 // SAFETY: head h writes only its own columns h·d..(h+1)·d of out, which
                 // `columns` checked to lie inside it.
@@ -81,20 +101,60 @@ pub(crate) fn attention(
                         amx,
                         slot,
                         &q[h * d..],
-                        &k[g * d..],
-                        &v[g * d..],
+                        kg,
+                        vg,
                         head,
                         &softmax_bf16,
                         dst,
                     )
-                }
+                };
+                slot.kv = wide;
             });
         });
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if let (true, Some(t)) = (s.t_q <= FEW_ROWS, super::avx512_for(isa)) {
+        let rows = |x: View<'a>, at: usize| match x {
+            View::F32(x) => Some(KvRows::F32(&x[at..])),
+            View::BF16(x) => Some(KvRows::Bf16(&x[at..])),
+            View::F16(_) => None,
+        };
+        if rows(k, 0).is_some() && rows(v, 0).is_some() {
+            (0..s.n_heads).into_par_iter().for_each(|h| {
+                let g = h / group;
+                let (Some(kg), Some(vg)) = (rows(k, g * d), rows(v, g * d)) else {
+                    unreachable!("checked above")
+                };
+                let dst = blocks.columns(h * d, d);
+                scratch.with(|slot| {
+                    let scores = take(&mut slot.a, s.t_kv);
+                    for i in 0..s.t_q {
+                        let visible = match s.causal_offset {
+                            Some(p) => (p + i + 1).min(s.t_kv),
+                            None => s.t_kv,
+                        };
+                        let p = &mut scores[..visible];
+                        t.kv_scores(&q[i * ldq + h * d..i * ldq + h * d + d], kg, ldk, p);
+                        simd.softmax_scaled(p, scale);
+                        // SAFETY: head h writes only its own columns h·d..(h+1)·d of row i,
+                        // which `columns` checked to lie inside out.
+                        let o = unsafe { std::slice::from_raw_parts_mut(dst.add(i * ldo), d) };
+                        t.kv_weighted_sum(p, vg, ldv, o);
+                    }
+                });
+            });
+            return;
+        }
+    }
     (0..s.n_heads).into_par_iter().for_each(|h| {
         let g = h / group;
         scratch.with(|slot| {
+            let mut wide = std::mem::take(&mut slot.kv);
+            let (kg, vg, ldk, ldv) = match head_kv(k, ldk, v, ldv, g, s, &mut wide) {
+                Some((kg, vg, ld)) => (kg, vg, ld, ld),
+                None => (f32s(k, g * d), f32s(v, g * d), ldk, ldv),
+            };
             let scores = take(&mut slot.a, s.t_q * s.t_kv);
             sgemm(
                 false,
@@ -104,7 +164,7 @@ pub(crate) fn attention(
                 d,
                 &q[h * d..],
                 ldq,
-                &k[g * d..],
+                kg,
                 ldk,
                 scores,
                 s.t_kv,
@@ -113,19 +173,42 @@ pub(crate) fn attention(
                 softmax(i, row);
             }
             // SAFETY: head h writes only its own columns h·d..(h+1)·d.
-            unsafe {
-                blocks.sgemm(
-                    false,
-                    false,
-                    h * d,
-                    d,
-                    s.t_kv,
-                    scores,
-                    s.t_kv,
-                    &v[g * d..],
-                    ldv,
-                )
-            };
+            unsafe { blocks.sgemm(false, false, h * d, d, s.t_kv, scores, s.t_kv, vg, ldv) };
+            slot.kv = wide;
         });
     });
+}
+
+/// The f32 keys or values from element `at` on.
+fn f32s(x: View<'_>, at: usize) -> &[f32] {
+    match x {
+        View::F32(x) => &x[at..],
+        _ => unreachable!("head_kv widens every other type"),
+    }
+}
+
+/// Group g's keys and values widened to f32 in `wide` ([t_kv, d] each, row stride d) when
+/// they are not f32; None when they are (read in place).
+fn head_kv<'w>(
+    k: View,
+    ldk: usize,
+    v: View,
+    ldv: usize,
+    g: usize,
+    s: AttnShape,
+    wide: &'w mut Vec<f32>,
+) -> Option<(&'w [f32], &'w [f32], usize)> {
+    if matches!((k, v), (View::F32(_), View::F32(_))) {
+        return None;
+    }
+    let d = s.head_dim;
+    let n = s.t_kv * d;
+    let buf = take(wide, 2 * n);
+    let (kw, vw) = buf.split_at_mut(n);
+    for (x, ld, w) in [(k, ldk, &mut *kw), (v, ldv, &mut *vw)] {
+        for (t, row) in w.chunks_exact_mut(d).enumerate() {
+            x.to_f32(t * ld + g * d, row);
+        }
+    }
+    Some((kw, vw, d))
 }

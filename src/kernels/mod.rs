@@ -16,7 +16,7 @@ mod dispatch;
 #[cfg(target_arch = "x86_64")]
 mod gemm;
 mod linear;
-mod math;
+pub(crate) mod math;
 mod reference;
 mod scratch;
 

@@ -12,6 +12,8 @@ pub(crate) struct Slot {
     pub packed: Vec<u32>,
     /// Packed bf16 operands.
     pub b32: Vec<u32>,
+    /// One head's keys and values widened from bf16.
+    pub kv: Vec<f32>,
 }
 
 /// The slots of one session, and two buffers the thread that calls a kernel holds for the

@@ -3,19 +3,28 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::{Exec, Precision, Scratch};
+use crate::kv_cache::KvCache;
 use crate::model::Model;
 use crate::processor::tile_to_tensor;
 use crate::prompt::{prepare, prepare_tiles, Prepared, PreparedTiles};
 use crate::prompt_cache::{position_keys, tile_hash, PromptCache};
 use crate::request::{Hooks, Output, Request, Stats, StopReason, MAX_TOKENS_LIMIT};
 use crate::sampler::Sampler;
-use crate::text::{KvCache, TextScratch};
+use crate::text::TextScratch;
 use crate::tokenizer::Utf8Stream;
 use crate::vision::VisionBuffers;
 use std::sync::Arc;
 use std::time::Instant;
 
 mod state;
+
+/// Tiles for the vision encoder: normalised already ([tiles, 3, S, S]), or 8-bit, each
+/// normalised just before it is encoded (one tile's f32 pixels alive at a time).
+#[derive(Clone, Copy)]
+enum Pixels<'a> {
+    Normalised(&'a [f32]),
+    Tiles(&'a [crate::processor::RgbImage]),
+}
 
 /// Generation state on a shared model. Everything numeric a call needs lives here, owned by
 /// the session and released with it: the KV cache, scratch buffers and a thread pool whose size
@@ -134,14 +143,20 @@ impl Session {
                     pixels.len()
                 )));
             }
-            s.encode_inner(pixels, &all, keep_vision, false, &mut || true)
+            s.encode_inner(
+                Pixels::Normalised(pixels),
+                &all,
+                keep_vision,
+                false,
+                &mut || true,
+            )
         })?
     }
 
     /// Encodes the listed tiles of `pixels` ([tiles, 3, S, S]), in that order.
     fn encode_inner(
         &self,
-        pixels: &[f32],
+        pixels: Pixels,
         which: &[usize],
         keep_vision: bool,
         bf16: bool,
@@ -154,7 +169,11 @@ impl Session {
             .ok_or_else(|| Error::invalid("not a vision model"))?;
         let s = v.encoder.cfg.image_size;
         let per = 3 * s * s;
-        if which.iter().any(|&t| (t + 1) * per > pixels.len()) {
+        let count = match pixels {
+            Pixels::Normalised(p) => p.len() / per,
+            Pixels::Tiles(t) => t.len(),
+        };
+        if which.iter().any(|&t| t >= count) {
             return Err(Error::invalid("a tile index past the pixels"));
         }
         let ex = Exec {
@@ -167,14 +186,20 @@ impl Session {
         // 13.8 s), and activation memory stays that of one tile.
         let (mut vis, mut feats) = (Vec::new(), Vec::new());
         let mut bufs = VisionBuffers::default();
+        let mut one = Vec::new();
         for &t in which {
-            let out = v.encoder.forward(
-                ex,
-                &pixels[t * per..(t + 1) * per],
-                1,
-                keep_going,
-                &mut bufs,
-            )?;
+            let px = match pixels {
+                Pixels::Normalised(p) => &p[t * per..(t + 1) * per],
+                Pixels::Tiles(tiles) => {
+                    one.clear();
+                    tile_to_tensor(&tiles[t], &v.processor, &mut one);
+                    if one.len() != per {
+                        return Err(Error::invalid("a tile of the wrong size"));
+                    }
+                    &one[..]
+                }
+            };
+            let out = v.encoder.forward(ex, px, 1, keep_going, &mut bufs)?;
             feats.extend(
                 v.connector
                     .forward(ex, out, 1, v.encoder.cfg.patches_per_side()),
@@ -244,15 +269,10 @@ impl Session {
         let missing: Vec<usize> = (first_tile..n_tiles)
             .filter(|&t| self.prompt_cache.tile(hashes[t]).is_none())
             .collect();
-        // Only the tiles to encode are normalised to f32.
+        // Only the tiles to encode are normalised to f32, one at a time as they are encoded.
         let fresh = match (&m.vision, missing.is_empty()) {
-            (Some(v), false) => {
-                let mut pixels = Vec::new();
-                for &t in &missing {
-                    tile_to_tensor(&tiles[t], &v.processor, &mut pixels);
-                }
-                let order: Vec<usize> = (0..missing.len()).collect();
-                self.encode_inner(&pixels, &order, false, bf16, keep_going)?
+            (Some(_), false) => {
+                self.encode_inner(Pixels::Tiles(&tiles), &missing, false, bf16, keep_going)?
                     .1
             }
             _ => Vec::new(),
@@ -289,6 +309,7 @@ impl Session {
                 self.prompt_cache.keep_tile(hashes[t], feats);
             }
         }
+        self.cache.set_bf16(bf16);
         self.cache.len = reuse;
         let budget = req.max_tokens.min(tc.max_position_embeddings - ids.len());
         self.cache.reserve(ids.len() + budget)?;

@@ -101,6 +101,7 @@ impl Session {
             .map(|_| u64::from_le_bytes(take(data, &mut at)))
             .collect();
         self.prompt_cache.clear();
+        self.cache.set_bf16(precision == Precision::Bf16);
         self.cache.read_from(len, &data[at..])?;
         self.prompt_cache.keys = keys;
         self.prompt_cache.precision = Some(precision);

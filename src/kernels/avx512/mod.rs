@@ -347,7 +347,12 @@ unsafe fn dots_by<const M: usize>(
 /// # Safety
 /// AVX-512F; x valid for M·k reads, w for rows·k.
 #[target_feature(enable = "avx512f")]
-unsafe fn dots_f32<const M: usize>(x: *const f32, k: usize, w: *const f32, rows: usize) -> [f32; 16] {
+unsafe fn dots_f32<const M: usize>(
+    x: *const f32,
+    k: usize,
+    w: *const f32,
+    rows: usize,
+) -> [f32; 16] {
     let mut acc = [[_mm512_setzero_ps(); M]; 4];
     let mut i = 0;
     while i < k {
@@ -436,5 +441,8 @@ unsafe fn dots_native<const M: usize>(
     out
 }
 
+mod attend;
 mod elementwise;
 mod tiles;
+
+pub(crate) use attend::KvRows;

@@ -2,31 +2,50 @@
 //! tile transpose it relies on.
 
 use super::*;
+use crate::weights::View;
 
 #[test]
 fn attention_matches_a_direct_sum() {
     let scratch = Scratch::new(rayon::current_num_threads());
-    let (t_q, t_kv, nh, nkv, d) = (3usize, 5usize, 4usize, 2usize, 8usize);
-    let q = wave(t_q * nh * d, 0.31, 0.0);
-    let k = wave(t_kv * nkv * d, 0.17, 1.0);
-    let v = wave(t_kv * nkv * d, 0.29, 2.0);
-    let shape = AttnShape {
-        t_q,
-        t_kv,
-        n_heads: nh,
-        n_kv_heads: nkv,
-        head_dim: d,
-        causal_offset: Some(t_kv - t_q),
-    };
-    for isa in variants() {
-        let mut out = vec![0.0f32; t_q * nh * d];
-        let (ld_q, ld_kv) = (nh * d, nkv * d);
-        attention(
-            isa, false, &scratch, &q, ld_q, &k, ld_kv, &v, ld_kv, shape, &mut out, ld_q,
-        );
-        let want = attention_reference(&q, &k, &v, (t_q, t_kv, nh, nkv, d), t_kv - t_q, false);
-        for (i, (g, w)) in out.iter().zip(&want).enumerate() {
-            assert!((*g as f64 - w).abs() < 1e-5, "{isa:?} [{i}] {g} vs {w}");
+    // Head sizes under one vector, and over four with a partial one (the decode kernel's
+    // column passes); 1 and 3 query rows (decode), 6 (the general path).
+    for (t_q, t_kv, nh, nkv, d) in [
+        (3usize, 5usize, 4usize, 2usize, 8usize),
+        (1, 37, 3, 1, 72),
+        (6, 9, 2, 2, 64),
+    ] {
+        let q = wave(t_q * nh * d, 0.31, 0.0);
+        let k = wave(t_kv * nkv * d, 0.17, 1.0);
+        let v = wave(t_kv * nkv * d, 0.29, 2.0);
+        let shape = AttnShape {
+            t_q,
+            t_kv,
+            n_heads: nh,
+            n_kv_heads: nkv,
+            head_dim: d,
+            causal_offset: Some(t_kv - t_q),
+        };
+        for isa in variants() {
+            let mut out = vec![0.0f32; t_q * nh * d];
+            let (ld_q, ld_kv) = (nh * d, nkv * d);
+            attention(
+                isa,
+                false,
+                &scratch,
+                &q,
+                ld_q,
+                View::F32(&k),
+                ld_kv,
+                View::F32(&v),
+                ld_kv,
+                shape,
+                &mut out,
+                ld_q,
+            );
+            let want = attention_reference(&q, &k, &v, (t_q, t_kv, nh, nkv, d), t_kv - t_q, false);
+            for (i, (g, w)) in out.iter().zip(&want).enumerate() {
+                assert!((*g as f64 - w).abs() < 1e-5, "{isa:?} {d} [{i}] {g} vs {w}");
+            }
         }
     }
 }
@@ -147,9 +166,9 @@ fn bf16_attention_on_tiles_matches_a_rounded_direct_sum() {
             &scratch,
             &q,
             nh * d,
-            &k,
+            View::F32(&k),
             nkv * d,
-            &v,
+            View::F32(&v),
             nkv * d,
             shape,
             &mut out,
@@ -176,4 +195,67 @@ fn bf16_attention_on_tiles_matches_a_rounded_direct_sum() {
         worst = worst.max(err);
     }
     eprintln!("tile attention: worst {worst:.2e} from the bf16-rounded reference");
+}
+
+/// The bf16 mode's KV cache holds bf16: attention over it must equal attention over the same
+/// values in f32, bit for bit, on every variant and mode (decode rows and tile-sized prefills;
+/// a wrong row stride or group offset in the widening changes the result).
+#[test]
+fn bf16_keys_and_values_equal_their_f32_widening() {
+    let scratch = Scratch::new(rayon::current_num_threads());
+    for (t_q, t_kv, nh, nkv, d) in [
+        (1usize, 37usize, 6usize, 2usize, 64usize),
+        (20, 45, 4, 2, 64),
+    ] {
+        let q = wave(t_q * nh * d, 0.31, 0.0);
+        let kb: Vec<bf16> = wave(t_kv * nkv * d, 0.17, 1.0)
+            .into_iter()
+            .map(bf16::from_f32)
+            .collect();
+        let vb: Vec<bf16> = wave(t_kv * nkv * d, 0.29, 2.0)
+            .into_iter()
+            .map(bf16::from_f32)
+            .collect();
+        let kf: Vec<f32> = kb.iter().map(|x| x.to_f32()).collect();
+        let vf: Vec<f32> = vb.iter().map(|x| x.to_f32()).collect();
+        let shape = AttnShape {
+            t_q,
+            t_kv,
+            n_heads: nh,
+            n_kv_heads: nkv,
+            head_dim: d,
+            causal_offset: Some(t_kv - t_q),
+        };
+        for isa in variants() {
+            for bf16_mode in [false, true] {
+                let run = |k: View, v: View| {
+                    let mut out = vec![0.0f32; t_q * nh * d];
+                    attention(
+                        isa,
+                        bf16_mode,
+                        &scratch,
+                        &q,
+                        nh * d,
+                        k,
+                        nkv * d,
+                        v,
+                        nkv * d,
+                        shape,
+                        &mut out,
+                        nh * d,
+                    );
+                    out
+                };
+                let from_f32 = run(View::F32(&kf), View::F32(&vf));
+                let from_bf16 = run(View::BF16(&kb), View::BF16(&vb));
+                assert!(
+                    from_f32
+                        .iter()
+                        .zip(&from_bf16)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{isa:?} bf16 mode {bf16_mode} t_q {t_q}: bf16 keys/values differ from f32"
+                );
+            }
+        }
+    }
 }
