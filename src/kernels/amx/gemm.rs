@@ -52,12 +52,23 @@ fn task(
     let pad: &mut [bf16] =
         bytemuck::cast_slice_mut(take_u32(&mut slot.packed, WB * CHUNK_STEPS * KS / 2));
     let mut buf = [0.0f32; 1024];
+    let mut tail = [bf16::ZERO; WB * KS];
     for s0 in (0..steps).step_by(CHUNK_STEPS) {
         let s1 = (s0 + CHUNK_STEPS).min(steps);
         for (bi, wb) in t.blocks.clone().enumerate() {
             let j0 = wb * WB;
-            // A source for steps s0..s1: W in place (row stride k), or the padded copy.
-            let (a, sa): (&[bf16], usize) = if j0 + WB <= n && k.is_multiple_of(KS) {
+            // A source for steps s0..s1: W in place (row stride k; a last step that is not a
+            // whole tile comes from `tail`, zero-padded), or a padded copy of a short block.
+            let whole = k / KS;
+            let in_place = j0 + WB <= n;
+            let (a, sa): (&[bf16], usize) = if in_place {
+                if s1 > whole {
+                    for (r, row) in tail.chunks_exact_mut(KS).enumerate() {
+                        let src = &w[(j0 + r) * k + whole * KS..(j0 + r + 1) * k];
+                        row[..src.len()].copy_from_slice(src);
+                        row[src.len()..].fill(bf16::ZERO);
+                    }
+                }
                 (&w[j0 * k + s0 * KS..(j0 + WB) * k], k)
             } else {
                 let width = (s1 - s0) * KS;
@@ -82,7 +93,7 @@ fn task(
             } else {
                 None
             };
-            let next = next.filter(|&(b, _)| (b + 1) * WB <= n && k.is_multiple_of(KS));
+            let next = next.filter(|&(b, _)| (b + 1) * WB <= n);
             let next_base = next.map(|(b, sn)| w[b * WB * k + sn * KS..].as_ptr());
             let row_lines = (CHUNK_STEPS * KS * 2).div_ceil(64);
             let lines = WB * row_lines;
@@ -106,8 +117,13 @@ fn task(
                         }
                         line += per_step;
                     }
-                    let (ra, rb) = (&a[(s - s0) * KS..], &a[16 * sa + (s - s0) * KS..]);
-                    tiles.step_on(ra, rb, sa, &b0[s * 256..], &b1[s * 256..]);
+                    let (b0, b1) = (&b0[s * 256..], &b1[s * 256..]);
+                    if in_place && s >= whole {
+                        tiles.step_on(&tail[..], &tail[16 * KS..], KS, b0, b1);
+                    } else {
+                        let (ra, rb) = (&a[(s - s0) * KS..], &a[16 * sa + (s - s0) * KS..]);
+                        tiles.step_on(ra, rb, sa, b0, b1);
+                    }
                 }
                 if s1 < steps {
                     tiles.store(part);

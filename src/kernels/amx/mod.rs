@@ -203,7 +203,7 @@ fn pack_x(
     out: &mut [u32],
 ) {
     let rows = 16usize.min(m.saturating_sub(r0));
-    if rows == 16 && k.is_multiple_of(32) && 2 * kq == k {
+    if rows == 16 && 2 * kq == k.next_multiple_of(32) {
         return simd.pack16(&x[r0 * ldx..], ldx, k, out);
     }
     if rows < 16 || !k.is_multiple_of(2) {
@@ -290,20 +290,28 @@ mod tests {
             eprintln!("no AVX512_BF16 here: the vector packing is not run");
             return;
         };
-        let (k, ldx) = (96usize, 101usize);
-        let x: Vec<f32> = (0..16 * ldx)
-            .map(|i| ((i as f32) * 0.377).sin() * 3.0)
-            .collect();
-        let mut fast = vec![0u32; k / 2 * 16];
-        t.pack16(&x, ldx, k, &mut fast);
-        for p in 0..k / 2 {
-            for r in 0..16 {
-                let b = |c: usize| half::bf16::from_f32(x[r * ldx + c]).to_bits() as u32;
-                assert_eq!(
-                    fast[p * 16 + r],
-                    b(2 * p) | b(2 * p + 1) << 16,
-                    "pair {p} row {r}"
-                );
+        // Whole tiles, a tail of one odd value, of 16 + 8, and of 8 (zeros up to the tile).
+        for k in [96usize, 65, 88, 72] {
+            let ldx = k + 5;
+            let x: Vec<f32> = (0..16 * ldx)
+                .map(|i| ((i as f32) * 0.377).sin() * 3.0)
+                .collect();
+            let pairs = k.div_ceil(32) * 16;
+            let mut fast = vec![u32::MAX; pairs * 16];
+            t.pack16(&x, ldx, k, &mut fast);
+            for p in 0..pairs {
+                for r in 0..16 {
+                    let b = |c: usize| {
+                        (c < k)
+                            .then(|| half::bf16::from_f32(x[r * ldx + c]).to_bits() as u32)
+                            .unwrap_or(0)
+                    };
+                    assert_eq!(
+                        fast[p * 16 + r],
+                        b(2 * p) | b(2 * p + 1) << 16,
+                        "k {k} pair {p} row {r}"
+                    );
+                }
             }
         }
     }

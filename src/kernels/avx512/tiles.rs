@@ -202,26 +202,30 @@ fn transpose16(r: &mut [__m512; 16]) {
 
 impl Avx512Bf16 {
     /// Packs 16 full activation rows (row stride ldx) for the AMX B tiles: out[p·16 + r] holds
-    /// x[r][2p] | x[r][2p + 1] << 16 in bf16 (nearest even) for p < k/2; k a multiple of 32.
+    /// x[r][2p] | x[r][2p + 1] << 16 in bf16 (nearest even) for p < k.div_ceil(32)·16, values
+    /// past k being zero.
     pub(crate) fn pack16(self, x: &[f32], ldx: usize, k: usize, out: &mut [u32]) {
-        assert!(k.is_multiple_of(32) && x.len() >= 15 * ldx + k && out.len() >= k / 2 * 16);
+        assert!(x.len() >= 15 * ldx + k && out.len() >= k.div_ceil(32) * 16 * 16);
         // SAFETY: the token proves AVX-512F and AVX512_BF16; the assert bounds every access.
         unsafe { pack16(x.as_ptr(), ldx, k, out.as_mut_ptr()) }
     }
 }
 
 /// # Safety
-/// AVX-512F and AVX512_BF16; x valid for 16 rows of k floats at stride ldx, out for k/2·16 u32.
+/// AVX-512F and AVX512_BF16; x valid for 16 rows of k floats at stride ldx, out for
+/// k.div_ceil(32)·16·16 u32.
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn pack16(x: *const f32, ldx: usize, k: usize, out: *mut u32) {
-    for g in 0..k / 32 {
+    for g in 0..k.div_ceil(32) {
+        let left = k - 32 * g;
+        let (mlo, mhi) = (lanes(left), lanes(left.saturating_sub(16)));
         let mut r = [_mm512_setzero_ps(); 16];
         for (i, v) in r.iter_mut().enumerate() {
-            // SAFETY: row i, floats 32g..32g + 32 < k.
+            // SAFETY: row i, the unmasked floats of 32g..32g + 32 lie below k.
             let (lo, hi) = unsafe {
                 (
-                    _mm512_loadu_ps(x.add(i * ldx + 32 * g)),
-                    _mm512_loadu_ps(x.add(i * ldx + 32 * g + 16)),
+                    _mm512_maskz_loadu_ps(mlo, x.add(i * ldx + 32 * g)),
+                    _mm512_maskz_loadu_ps(mhi, x.add(i * ldx + 32 * g + 16)),
                 )
             };
             // 32 bf16, lo's 16 first: lane j holds the pair (2j, 2j + 1) of this row's group.
@@ -229,8 +233,17 @@ unsafe fn pack16(x: *const f32, ldx: usize, k: usize, out: *mut u32) {
         }
         transpose16(&mut r);
         for (j, v) in r.iter().enumerate() {
-            // SAFETY: pair 16g + j < k/2, 16 u32 each.
+            // SAFETY: pair 16g + j < k.div_ceil(32)·16, 16 u32 each.
             unsafe { _mm512_storeu_ps(out.add((16 * g + j) * 16) as *mut f32, *v) };
         }
+    }
+}
+
+/// Lanes below `n` (n ≤ 16 counts, more is all).
+fn lanes(n: usize) -> __mmask16 {
+    if n >= 16 {
+        0xFFFF
+    } else {
+        ((1u32 << n) - 1) as __mmask16
     }
 }
