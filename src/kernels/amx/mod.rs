@@ -102,7 +102,9 @@ impl Tiles {
     }
 
     /// C += A·B for A = 16 rows at a0 and at a1 (row stride sa bytes), B = 16 rows of 64 bytes
-    /// at b0 and at b1: C0 += A0·B0, C1 += A0·B1, C2 += A1·B0, C3 += A1·B1.
+    /// at b0 and at b1: C0 += A0·B0, C1 += A0·B1, C2 += A1·B0, C3 += A1·B1. Each load sits
+    /// right before the first product that needs it, so loads overlap products (all four loads
+    /// first measured 5–10 % slower on 2.2B vision and prefill, alternating single runs).
     ///
     /// # Safety
     /// a0, a1 are valid for 16 rows of 64 bytes at stride sa; b0, b1 for 1024 bytes.
@@ -111,11 +113,11 @@ impl Tiles {
         unsafe {
             asm!(
                 "tileloadd tmm4, [{a0} + {sa}*1]",
-                "tileloadd tmm5, [{a1} + {sa}*1]",
                 "tileloadd tmm6, [{b0} + {sb}*1]",
-                "tileloadd tmm7, [{b1} + {sb}*1]",
                 "tdpbf16ps tmm0, tmm4, tmm6",
+                "tileloadd tmm7, [{b1} + {sb}*1]",
                 "tdpbf16ps tmm1, tmm4, tmm7",
+                "tileloadd tmm5, [{a1} + {sa}*1]",
                 "tdpbf16ps tmm2, tmm5, tmm6",
                 "tdpbf16ps tmm3, tmm5, tmm7",
                 a0 = in(reg) a0,
