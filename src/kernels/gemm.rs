@@ -134,7 +134,13 @@ pub(crate) fn gemm_bf16(
             }
             scratch.with(|slot| {
                 let wp = take_u32(&mut slot.packed, kp * NR);
-                pack_panel(w, n, k, j0, wp);
+                match micro {
+                    Micro::F32(t) => t.pack_panel(w, n, k, j0, wp),
+                    Micro::Bf16(_) => match Avx512::new() {
+                        Some(t) => t.pack_panel(w, n, k, j0, wp),
+                        None => pack_panel(w, n, k, j0, wp),
+                    },
+                }
                 for b in rc * per_chunk..b_end {
                     let (r0, xb) = (b * MR, &xp[b * block_len..(b + 1) * block_len]);
                     let mr = MR.min(c.m - r0);
@@ -153,4 +159,30 @@ pub(crate) fn gemm_bf16(
             });
         });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vector_panel_packing_equals_the_scalar_one() {
+        let Some(t) = Avx512::new() else {
+            eprintln!("no AVX-512 here: the vector panel packing is not run");
+            return;
+        };
+        // Odd and even k, under and over 16 pairs; full, partial and last panels.
+        for (n, k) in [(70usize, 45usize), (32, 64), (5, 3), (40, 33), (33, 1)] {
+            let w: Vec<bf16> = (0..n * k)
+                .map(|i| bf16::from_f32((i as f32 * 0.37).sin()))
+                .collect();
+            for j0 in (0..n).step_by(NR) {
+                let mut want = vec![7u32; pairs(k) * NR];
+                let mut got = vec![9u32; pairs(k) * NR];
+                pack_panel(&w, n, k, j0, &mut want);
+                t.pack_panel(&w, n, k, j0, &mut got);
+                assert_eq!(got, want, "n {n} k {k} j0 {j0}");
+            }
+        }
+    }
 }

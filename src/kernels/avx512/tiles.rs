@@ -73,6 +73,34 @@ unsafe fn put_transposed(
 }
 
 impl Avx512 {
+    /// Packs output columns j0..j0 + 32 of a bf16 weight w [n, k] (past n: zeros) as k.div_ceil(2)
+    /// rows of 32 u32: out[p·32 + c] = w[j0 + c][2p] | w[j0 + c][2p + 1] << 16 (a missing last
+    /// value of an odd k is zero): the 16×16 transposes of the weight rows read as u32 pairs.
+    pub(crate) fn pack_panel(
+        self,
+        w: &[half::bf16],
+        n: usize,
+        k: usize,
+        j0: usize,
+        out: &mut [u32],
+    ) {
+        let kp = k.div_ceil(2);
+        assert!(w.len() >= n * k && out.len() >= kp * 32 && j0 < n.max(1));
+        let rows = 32.min(n - j0);
+        // SAFETY: the token proves AVX-512F; rows below `rows` hold k values each inside w, and
+        // out holds kp·32 u32 (asserted).
+        unsafe { pack_panel(w.as_ptr() as *const u16, k, j0, rows, out.as_mut_ptr()) };
+        if k % 2 == 1 {
+            for c in 0..32 {
+                out[(kp - 1) * 32 + c] = if c < rows {
+                    w[(j0 + c) * k + k - 1].to_bits() as u32
+                } else {
+                    0
+                };
+            }
+        }
+    }
+
     /// Columns of v [rows, cols] (row stride ldv) as the AMX B operand of P·v: `blocks` blocks
     /// of 16 columns, each kq pairs of rows, out[b·kq·16 + p·16 + c] = bf16(v[2p][16b + c]) |
     /// bf16(v[2p + 1][16b + c]) << 16; zeros past rows and cols.
@@ -218,7 +246,7 @@ impl Avx512Bf16 {
 unsafe fn pack16(x: *const f32, ldx: usize, k: usize, out: *mut u32) {
     for g in 0..k.div_ceil(32) {
         let left = k - 32 * g;
-        let (mlo, mhi) = (lanes(left), lanes(left.saturating_sub(16)));
+        let (mlo, mhi) = (mask16(left), mask16(left.saturating_sub(16)));
         let mut r = [_mm512_setzero_ps(); 16];
         for (i, v) in r.iter_mut().enumerate() {
             // SAFETY: row i, the unmasked floats of 32g..32g + 32 lie below k.
@@ -239,11 +267,29 @@ unsafe fn pack16(x: *const f32, ldx: usize, k: usize, out: *mut u32) {
     }
 }
 
-/// Lanes below `n` (n ≤ 16 counts, more is all).
-fn lanes(n: usize) -> __mmask16 {
-    if n >= 16 {
-        0xFFFF
-    } else {
-        ((1u32 << n) - 1) as __mmask16
+/// # Safety
+/// AVX-512F; w valid for rows j0..j0 + rows of k u16 each (row stride k), out for
+/// k.div_ceil(2)·32 u32. Pairs past k/2 are written as zeros (the caller fills an odd k's last).
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_panel(w: *const u16, k: usize, j0: usize, rows: usize, out: *mut u32) {
+    let (full, kp) = (k / 2, k.div_ceil(2));
+    for p0 in (0..kp).step_by(16) {
+        let m = mask16(full.saturating_sub(p0));
+        for half in 0..2 {
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (i, v) in r.iter_mut().enumerate() {
+                let c = 16 * half + i;
+                if c < rows {
+                    // SAFETY: pairs p0.. below k/2 of row j0 + c (masked), inside w.
+                    let src = unsafe { w.add((j0 + c) * k + 2 * p0) } as *const f32;
+                    *v = unsafe { _mm512_maskz_loadu_ps(m, src) };
+                }
+            }
+            transpose16(&mut r);
+            for (q, v) in r.iter().enumerate().take(kp - p0.min(kp)) {
+                // SAFETY: pair p0 + q < kp, columns 16·half..16·half + 16 of its 32.
+                unsafe { _mm512_storeu_ps(out.add((p0 + q) * 32 + 16 * half) as *mut f32, *v) };
+            }
+        }
     }
 }
