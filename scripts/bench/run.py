@@ -99,7 +99,10 @@ class AnchorError(Exception):
 def checked(cmd, what, env=None):
     rc, out, err, rss = run_proc(cmd, env)
     if rc != 0:
-        tail = (err.strip().splitlines() or ["no output"])[-1][:160]
+        lines = err.strip().splitlines() or ["no output"]
+        # An abort's own message (GGML_ASSERT, error: ...) rather than a debugger's last line.
+        said = [l for l in lines if "GGML_ASSERT" in l or "error" in l.lower()]
+        tail = (said or lines)[-1][:200]
         raise AnchorError(f"{what} exited with {rc}: {tail}")
     return out, err, rss
 

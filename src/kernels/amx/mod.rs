@@ -304,9 +304,11 @@ mod tests {
             for p in 0..pairs {
                 for r in 0..16 {
                     let b = |c: usize| {
-                        (c < k)
-                            .then(|| half::bf16::from_f32(x[r * ldx + c]).to_bits() as u32)
-                            .unwrap_or(0)
+                        if c < k {
+                            half::bf16::from_f32(x[r * ldx + c]).to_bits() as u32
+                        } else {
+                            0
+                        }
                     };
                     assert_eq!(
                         fast[p * 16 + r],

@@ -280,9 +280,10 @@ unsafe fn pack_panel(w: *const u16, k: usize, j0: usize, rows: usize, out: *mut 
             for (i, v) in r.iter_mut().enumerate() {
                 let c = 16 * half + i;
                 if c < rows {
-                    // SAFETY: pairs p0.. below k/2 of row j0 + c (masked), inside w.
-                    let src = unsafe { w.add((j0 + c) * k + 2 * p0) } as *const f32;
-                    *v = unsafe { _mm512_maskz_loadu_ps(m, src) };
+                    // SAFETY: row j0 + c lies inside w; only pairs p0.. below k/2 (masked) are read.
+                    *v = unsafe {
+                        _mm512_maskz_loadu_ps(m, w.add((j0 + c) * k + 2 * p0) as *const f32)
+                    };
                 }
             }
             transpose16(&mut r);
