@@ -8,7 +8,8 @@ transformers) on the same checkpoint and prints a markdown table of medians.
 
 Ours: each measurement is its own process (`--json` stats): vision per tile (one tile,
 `--no-split`), prefill tok/s for text prompts of about 37 and 100 tokens, for the 1-tile image
-prompt and for an image prompt with splitting, decode tok/s (decode time only, prefill excluded),
+prompt and for an image prompt with splitting, decode tok/s (decode time only, prefill excluded)
+after a short prompt and after the split image prompt (llama.cpp: tg at that depth, `-d`),
 time to first token (the CLI's total time of the one-token image runs: preprocessing, vision,
 prefill, first token), the same for a follow-up question in a `--chat` conversation about the
 split image (its share of the first turn's is printed below the table), load time and peak RSS. One column per --precisions entry (auto: the CLI's
@@ -65,6 +66,7 @@ ROWS = {
     "prefill_split": ("prefill, split image prompt (tok/s)", RATE, True),
     "prefill_tile": ("prefill, 1-tile image prompt (tok/s)", RATE, True),
     "decode": ("decode, {n} tokens after a short prompt (tok/s)", RATE, False),
+    "decode_deep": ("decode, {n} tokens after the split image prompt (tok/s)", RATE, True),
     "ttft_tile": ("time to first token, 1-tile image (ms)", TIME, True),
     "ttft_split": ("time to first token, split image (ms)", TIME, True),
     "ttft_followup": ("time to first token, follow-up question in a chat (ms)", TIME, True),
@@ -147,6 +149,8 @@ class Ours:
                      *cases[:2],
                      ("split", ["-d", d, "-i", IMAGE, "--split", "-p", IMAGE_PROMPT, "--max-tokens", "1"]),
                      ("chat", ["-d", d, "-i", IMAGE, "--split", "--chat", "--max-tokens", "1"]),
+                     ("deep", ["-d", d, "-i", IMAGE, "--split", "-p", IMAGE_PROMPT,
+                               "--max-tokens", str(decode_tokens)]),
                      *cases[2:]]
         self.cases = cases
         self.tokens = {}  # prompt tokens / tiles per case (last round)
@@ -189,8 +193,9 @@ class Ours:
                 out["ttft_split"] = [s["total_ms"]]
             elif case.startswith("prefill"):
                 out[case] = [rate]
-            elif case == "decode":
-                out["decode"] = [s["decode_tokens"] / s["decode_ms"] * 1e3 if s["decode_ms"] > 0 else 0.0]
+            elif case in ("decode", "deep"):
+                key = "decode" if case == "decode" else "decode_deep"
+                out[key] = [s["decode_tokens"] / s["decode_ms"] * 1e3 if s["decode_ms"] > 0 else 0.0]
             elif case == "load":
                 out["load"] = [s["load_ms"]]
         out["rss"] = [max(out["rss"])]
@@ -215,6 +220,7 @@ class LlamaCpp:
                     "decoder_gguf.py")
         self.threads, self.decode_tokens = threads, decode_tokens
         self.lengths = {}  # row -> prompt length, set from our runs
+        self.depth = 0  # context before the deep decode (our split image prompt), set from our runs
 
     def round(self):
         rows = {}
@@ -233,6 +239,14 @@ class LlamaCpp:
             elif t["n_prompt"] == 0 and t["n_gen"] == self.decode_tokens:
                 res["decode"] = list(ts)
         self.build = json.loads(out)[0].get("build_commit", "?") if out.strip() else "?"
+        if self.depth:  # tg after a context as long as our split image prompt
+            cmd = [self.exe, "-m", self.gguf, "-t", str(self.threads), "-p", "0", "-n", str(self.decode_tokens),
+                   "-d", str(self.depth), "-r", "1", "-o", "json"]
+            self.cmd_deep = " ".join(os.path.basename(c) if c == self.exe else c for c in cmd)
+            out, _, _ = checked(cmd, "llama-bench -d")
+            for t in json.loads(out):
+                if t["n_gen"] == self.decode_tokens and t.get("n_depth", 0) == self.depth:
+                    res["decode_deep"] = list(t.get("samples_ts") or [t["avg_ts"]])
         return res
 
 
@@ -479,6 +493,8 @@ def main():
                     ("prefill37", "prefill37"), ("prefill100", "prefill100"),
                     ("prefill_split", "split"), ("prefill_tile", "vision")] if case in tok
                     and not (c.text_only and case in ("split", "vision"))}
+                if not c.text_only and "split" in tok:
+                    c.depth = tok["split"][0]
             if isinstance(c, Ours):
                 res = c.round()
             else:
@@ -560,6 +576,7 @@ def main():
         if isinstance(c, LlamaCpp):
             print(f"- {c.name} (build {getattr(c, 'build', '?')}): `{c.cmd}` once per round: pp at our"
                   f" prompt lengths, tg{n} from an empty context"
+                  + (f"; `{c.cmd_deep}`: tg{n} after {c.depth} positions" if getattr(c, "cmd_deep", None) else "")
                   + (" (F32 GGUF of the same decoder; compared with ours on the f32 copy of the checkpoint)"
                      if c.text_only else ""))
         elif isinstance(c, MtmdCli):
