@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::processor::{image_prompt, make_tiles, tile_to_tensor, ImageMarkup, RgbImage};
+use crate::prompt_cache::{image_key, tile_hash, ImageLayout, PromptCache};
 use crate::request::{Part, Request, Split};
 use serde_json::{json, Value};
 
@@ -19,18 +20,23 @@ pub struct Prepared {
 }
 
 /// A request made ready for the model, its tiles still 8-bit RGB (each becomes [3, S, S] f32
-/// through `tile_to_tensor` when it is encoded).
+/// through `tile_to_tensor` when it is encoded): each tile's hash ([`tile_hash`]) and pixels,
+/// or no pixels where the prompt cache keeps the features of every tile of that image (the
+/// image was then not resized and cut again).
 pub(crate) struct PreparedTiles {
     pub ids: Vec<u32>,
-    pub tiles: Vec<RgbImage>,
+    pub tiles: Vec<(u64, Option<RgbImage>)>,
 }
 
 /// [`prepare_tiles`] with every tile normalised.
 pub(crate) fn prepare(m: &Model, req: &Request) -> Result<Prepared> {
-    let PreparedTiles { ids, tiles } = prepare_tiles(m, req)?;
+    let PreparedTiles { ids, tiles } = prepare_tiles(m, req, None)?;
     let mut pixels = Vec::new();
     if let Some(v) = &m.vision {
-        for tile in &tiles {
+        for (_, tile) in &tiles {
+            let tile = tile
+                .as_ref()
+                .ok_or_else(|| Error::invalid("a tile was not prepared"))?;
             tile_to_tensor(tile, &v.processor, &mut pixels);
         }
     }
@@ -43,7 +49,13 @@ pub(crate) fn prepare(m: &Model, req: &Request) -> Result<Prepared> {
 
 /// Renders and tokenizes `req` for `m` (Idefics3Processor.__call__): the chat template, each
 /// image's tiles and prompt markup, the ids.
-pub(crate) fn prepare_tiles(m: &Model, req: &Request) -> Result<PreparedTiles> {
+/// With a prompt cache, images it keeps every tile of are laid out from its record, and every
+/// other image's layout is recorded in it.
+pub(crate) fn prepare_tiles(
+    m: &Model,
+    req: &Request,
+    mut cache: Option<&mut PromptCache>,
+) -> Result<PreparedTiles> {
     let n_image_parts: usize = req
         .messages
         .iter()
@@ -145,9 +157,31 @@ pub(crate) fn prepare_tiles(m: &Model, req: &Request) -> Result<PreparedTiles> {
             let mut pieces = rendered.split(v.tokens.image.as_str());
             out.push_str(pieces.next().unwrap_or(""));
             for (img, rest) in req.images.iter().zip(pieces) {
-                let t = make_tiles(img, &v.processor, split);
-                out.push_str(&image_prompt(t.rows, t.cols, &markup));
-                tiles.extend(t.tiles);
+                let key = image_key(img, split);
+                let kept = cache
+                    .as_deref()
+                    .and_then(|c| c.layout_if_kept(key))
+                    .cloned();
+                if let Some(l) = kept {
+                    out.push_str(&image_prompt(l.rows, l.cols, &markup));
+                    tiles.extend(l.tiles.into_iter().map(|h| (h, None)));
+                } else {
+                    let t = make_tiles(img, &v.processor, split);
+                    let hashes: Vec<u64> = t.tiles.iter().map(tile_hash).collect();
+                    out.push_str(&image_prompt(t.rows, t.cols, &markup));
+                    if let Some(c) = cache.as_deref_mut() {
+                        let (rows, cols) = (t.rows, t.cols);
+                        c.keep_layout(
+                            key,
+                            ImageLayout {
+                                rows,
+                                cols,
+                                tiles: hashes.clone(),
+                            },
+                        );
+                    }
+                    tiles.extend(hashes.into_iter().zip(t.tiles.into_iter().map(Some)));
+                }
                 out.push_str(rest);
             }
             out

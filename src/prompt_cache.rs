@@ -47,6 +47,26 @@ pub fn position_keys(
         .collect()
 }
 
+/// Most images whose tile layout [`PromptCache`] remembers.
+const MAX_IMAGE_LAYOUTS: usize = 8;
+
+/// Identity of a source image as a request gives it, with the splitting asked for: equal keys
+/// give equal tiles (the processor is the session model's).
+pub fn image_key(img: &RgbImage, split: bool) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (img.width, img.height, split).hash(&mut h);
+    h.write(&img.data);
+    h.finish()
+}
+
+/// What preparing an image gave: its tile grid (rows, cols; 0 × 0 unsplit) and tile hashes.
+#[derive(Clone)]
+pub struct ImageLayout {
+    pub rows: usize,
+    pub cols: usize,
+    pub tiles: Vec<u64>,
+}
+
 /// The session's record of its KV cache and recent tiles.
 #[derive(Default)]
 pub struct PromptCache {
@@ -56,6 +76,9 @@ pub struct PromptCache {
     pub precision: Option<Precision>,
     /// (tile hash, connector output [seq_len, hidden]), oldest first.
     tiles: Vec<(u64, Vec<f32>)>,
+    /// (image key, layout) of recently prepared images, oldest first: an image whose tiles are
+    /// all kept is not resized and cut again.
+    layouts: Vec<(u64, ImageLayout)>,
 }
 
 impl PromptCache {
@@ -89,6 +112,24 @@ impl PromptCache {
         self.tiles.push((hash, feats));
         let excess = self.tiles.len().saturating_sub(MAX_CACHED_TILES);
         self.tiles.drain(..excess);
+    }
+
+    /// The layout of the image with this key when every one of its tiles' features is kept.
+    pub fn layout_if_kept(&self, key: u64) -> Option<&ImageLayout> {
+        self.layouts
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .map(|(_, l)| l)
+            .filter(|l| l.tiles.iter().all(|&h| self.tile(h).is_some()))
+    }
+
+    /// Remembers an image's layout, dropping the oldest beyond [`MAX_IMAGE_LAYOUTS`].
+    pub fn keep_layout(&mut self, key: u64, layout: ImageLayout) {
+        self.layouts.retain(|(k, _)| *k != key);
+        self.layouts.push((key, layout));
+        let excess = self.layouts.len().saturating_sub(MAX_IMAGE_LAYOUTS);
+        self.layouts.drain(..excess);
     }
 
     /// Forgets everything (the KV cache's contents are then never reused).
@@ -148,5 +189,27 @@ mod tests {
         assert!(c.tile(0).is_none() && c.tile(4).is_none());
         assert_eq!(c.tile(5), Some(&[5.0; 4][..]));
         assert_eq!(c.bytes(), MAX_CACHED_TILES * 16);
+    }
+
+    #[test]
+    fn an_image_layout_is_used_only_while_all_its_tiles_are_kept() {
+        let mut c = PromptCache::default();
+        let layout = ImageLayout {
+            rows: 1,
+            cols: 2,
+            tiles: vec![11, 12, 13],
+        };
+        c.keep_layout(5, layout);
+        c.keep_tile(11, vec![0.0]);
+        c.keep_tile(12, vec![0.0]);
+        assert!(c.layout_if_kept(5).is_none(), "tile 13 is not kept");
+        c.keep_tile(13, vec![0.0]);
+        let l = c.layout_if_kept(5).expect("every tile kept");
+        assert_eq!((l.rows, l.cols, l.tiles.len()), (1, 2, 3));
+        assert!(c.layout_if_kept(6).is_none(), "another image");
+        for h in 100..100 + MAX_CACHED_TILES as u64 {
+            c.keep_tile(h, vec![0.0]);
+        }
+        assert!(c.layout_if_kept(5).is_none(), "its tiles were evicted");
     }
 }

@@ -7,7 +7,7 @@ use crate::kv_cache::KvCache;
 use crate::model::Model;
 use crate::processor::tile_to_tensor;
 use crate::prompt::{prepare, prepare_tiles, Prepared, PreparedTiles};
-use crate::prompt_cache::{position_keys, tile_hash, PromptCache};
+use crate::prompt_cache::{position_keys, PromptCache};
 use crate::request::{Hooks, Output, Request, Stats, StopReason, MAX_TOKENS_LIMIT};
 use crate::sampler::Sampler;
 use crate::text::TextScratch;
@@ -23,7 +23,7 @@ mod state;
 #[derive(Clone, Copy)]
 enum Pixels<'a> {
     Normalised(&'a [f32]),
-    Tiles(&'a [crate::processor::RgbImage]),
+    Tiles(&'a [(u64, Option<crate::processor::RgbImage>)]),
 }
 
 /// Generation state on a shared model. Everything numeric a call needs lives here, owned by
@@ -191,8 +191,11 @@ impl Session {
             let px = match pixels {
                 Pixels::Normalised(p) => &p[t * per..(t + 1) * per],
                 Pixels::Tiles(tiles) => {
+                    let tile = tiles[t].1.as_ref().ok_or_else(|| {
+                        Error::invalid("a tile to encode was not prepared (its features were expected in the cache)")
+                    })?;
                     one.clear();
-                    tile_to_tensor(&tiles[t], &v.processor, &mut one);
+                    tile_to_tensor(tile, &v.processor, &mut one);
                     if one.len() != per {
                         return Err(Error::invalid("a tile of the wrong size"));
                     }
@@ -232,7 +235,8 @@ impl Session {
             ..Stats::default()
         };
         let bf16 = stats.precision == Precision::Bf16;
-        let PreparedTiles { ids, tiles } = prepare_tiles(m, req)?;
+        let cache = req.prompt_cache.then_some(&mut self.prompt_cache);
+        let PreparedTiles { ids, tiles } = prepare_tiles(m, req, cache)?;
         let n_tiles = tiles.len();
         let tc = &m.config.text;
         if ids.len() >= tc.max_position_embeddings {
@@ -248,7 +252,7 @@ impl Session {
             Some(v) => (Some(v.image_token_id), v.seq_len),
             None => (None, 0),
         };
-        let hashes: Vec<u64> = tiles.iter().map(tile_hash).collect();
+        let hashes: Vec<u64> = tiles.iter().map(|(h, _)| *h).collect();
         let keys = position_keys(&ids, image_token, &hashes, seq_len);
         let reuse = if req.prompt_cache {
             self.prompt_cache.reusable(&keys, stats.precision)
