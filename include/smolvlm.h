@@ -43,6 +43,14 @@
 #define SMOLVLM_VERSION_PATCH 0
 #define SMOLVLM_VERSION_STRING "0.1.0"
 
+/**
+ * A generation context: KV cache, scratch memory, its own thread pool, statistics, and (for
+ * the drop-in API) the token callback. Use one context from one thread at a time; a second
+ * thread entering a busy context gets SMOLVLM_STATUS_BUSY. Holds a reference to its model.
+ * Opaque (include/smol-vision/smolvlm.h declares the original engine's public timing fields).
+ */
+typedef struct smolvlm_ctx smolvlm_ctx;
+
 
 /**
  * Connector outputs kept for at most this many tiles (two split images of 13 tiles each fit):
@@ -153,13 +161,6 @@ typedef enum smolvlm_pixel_format {
    */
   SMOLVLM_PIXEL_FORMAT_RGBA8 = 1,
 } smolvlm_pixel_format;
-
-/**
- * A generation context: KV cache, scratch memory, its own thread pool, statistics, and (for
- * the drop-in API) the token callback. Use one context from one thread at a time; a second
- * thread entering a busy context gets SMOLVLM_STATUS_BUSY. Holds a reference to its model.
- */
-typedef struct smolvlm_ctx smolvlm_ctx;
 
 /**
  * A decoded image (8-bit RGB), ready to pass to a generate call.
@@ -282,7 +283,7 @@ typedef struct smolvlm_generate_params {
 
 typedef struct smolvlm_model smolvlm_model_t;
 
-typedef struct smolvlm_ctx smolvlm_ctx_t;
+typedef smolvlm_ctx smolvlm_ctx_t;
 
 typedef struct smolvlm_image smolvlm_image_t;
 
@@ -512,8 +513,9 @@ void smolvlm_set_token_callback(smolvlm_ctx_t *ctx, smolvlm_token_cb cb, void *u
 /**
  * Describes the image at `image_path` (NULL: a text-only prompt) following `prompt` (NULL:
  * "Describe this image."), with an optional `system_prompt`, generating at most `max_tokens`
- * tokens (greedy, the model's image splitting, all CPUs). Returns the text, allocated with
- * malloc — release it with free() — or NULL on error (smolvlm_last_error() says why).
+ * tokens (greedy, the model's image splitting, all CPUs or the count set by
+ * qwen_set_threads). Returns the text, allocated with malloc — release it with free() — or
+ * NULL on error (smolvlm_last_error() says why).
  *
  * # Safety
  * `ctx` is a live context; the strings are NULL or NUL-terminated.

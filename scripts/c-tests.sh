@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # C ABI tests: the header is what cbindgen makes; the libraries export exactly the header's
 # smolvlm_* functions; a drop-in C program linked against the shared and the static library
-# prints what the Rust CLI prints; the extended API tests (tests/c/test_api.c, including JSON
+# prints what the Rust CLI prints; a program written for the original engine (its common_kernels.h
+# controls and ctx->perf_* fields, through include/smol-vision) against the CLI; the extended API tests (tests/c/test_api.c, including JSON
 # chats against the CLI's --messages); a 3-turn conversation on one context whose prompt cache
 # must give each fresh context's answer (tests/c/test_chat.c); 4 threads × 20 load → generate → free cycles with a bound
 # on resident-memory growth and two concurrent contexts (tests/c/test_cycles.c); a C++ TU; an
@@ -104,6 +105,57 @@ check_same() { # label, cli args..., -- , c args...
 check_same image -d $MODEL -i $IMAGE -p "What is in the image?" --max-tokens 16 -- $MODEL $IMAGE "What is in the image?" 16
 check_same text -d $MODEL -p "Tell me a story." --max-tokens 16 --system-prompt "Be brief." -- $MODEL - "Tell me a story." 16 "Be brief."
 
+# 4b. A program written for the original engine (its four functions, common_kernels.h's thread
+#     and verbosity controls, the ctx->perf_* fields) builds with the migration guide's command
+#     line, shared and static, and as C++; its text equals the CLI's, its "Inference:" line holds
+#     the CLI's token count and real timings, and -t reaches the library.
+SV=examples/c/smol_vision_cli.c
+cc -Iinclude/smol-vision -Iinclude $SV -Ltarget/release -lsmolvlm -o "$OUT/sv_shared"
+cc -Iinclude/smol-vision -Iinclude $SV -Ltarget/release -Wl,-Bstatic -lsmolvlm -Wl,-Bdynamic $static_libs \
+  -o "$OUT/sv_static"
+cc -std=c99 -Wall -Wextra -Werror -pedantic -Iinclude/smol-vision -Iinclude -fsyntax-only $SV
+g++ -std=c++17 -Wall -Wextra -Werror -x c++ -Iinclude/smol-vision -Iinclude $SV -Ltarget/release -lsmolvlm \
+  -o "$OUT/sv_cxx"
+if ldd "$OUT/sv_static" | grep -q libsmolvlm; then
+  echo "c-tests: sv_static is linked against the shared library" >&2; exit 1
+fi
+sv_args=(-d $MODEL -i $IMAGE -p "What is in the image?" --max-tokens 9)
+target/release/smolvlm --silent "${sv_args[@]}" > "$OUT/sv.rust.txt"
+cli_tokens=$(target/release/smolvlm --json "${sv_args[@]}" 2>/dev/null \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["stats"]["decode_tokens"])')
+for kind in shared static cxx; do
+  for t in 1 2; do
+    LD_LIBRARY_PATH="$PWD/target/release" "$OUT/sv_$kind" "${sv_args[@]}" -t $t --debug \
+      > "$OUT/sv.$kind.$t.txt" 2> "$OUT/sv.$kind.$t.err"
+    if ! cmp -s "$OUT/sv.rust.txt" "$OUT/sv.$kind.$t.txt"; then
+      echo "c-tests: smol_vision_cli ($kind, -t $t) printed other text than the CLI" >&2
+      diff "$OUT/sv.rust.txt" "$OUT/sv.$kind.$t.txt" >&2 || true; exit 1
+    fi
+    # qwen_verbose = 2 turns on the library's debug lines, which name the threads used.
+    grep -q " $t threads," "$OUT/sv.$kind.$t.err" || {
+      echo "c-tests: smol_vision_cli ($kind): -t $t did not reach the library:" >&2
+      cat "$OUT/sv.$kind.$t.err" >&2; exit 1; }
+    python3 - "$OUT/sv.$kind.$t.err" "$cli_tokens" <<'PY'
+import re, sys
+err, want = open(sys.argv[1]).read(), int(sys.argv[2])
+m = re.search(r"^Inference: (\d+) ms, (\d+) tokens \(([\d.]+) tok/s, encoding: (\d+)ms, decoding: (\d+)ms\)$",
+              err, re.M)
+if not m:
+    sys.exit(f"c-tests: no Inference line from the perf_* fields in {sys.argv[1]}:\n{err}")
+total, tokens, tps, enc, dec = int(m[1]), int(m[2]), float(m[3]), int(m[4]), int(m[5])
+ok = tokens == want and total > 0 and dec > 0 and enc + dec <= total + 2 and tps > 0
+if not ok:
+    sys.exit(f"c-tests: implausible perf_* fields (CLI generated {want} tokens): {m[0]}")
+PY
+  done
+done
+# Silent (qwen_verbose = 0): the text alone, nothing on stderr.
+LD_LIBRARY_PATH="$PWD/target/release" "$OUT/sv_shared" "${sv_args[@]}" --silent > "$OUT/sv.silent.txt" 2> "$OUT/sv.silent.err"
+cmp "$OUT/sv.rust.txt" "$OUT/sv.silent.txt"
+if [ -s "$OUT/sv.silent.err" ]; then
+  echo "c-tests: smol_vision_cli --silent wrote to stderr:" >&2; cat "$OUT/sv.silent.err" >&2; exit 1
+fi
+
 # 5. The extended API tests (a corrupt copy of the model for the error path; the CLI's output for
 #    two multi-turn JSON chats, which smolvlm_ctx_generate_chat must reproduce).
 rm -rf "$OUT/corrupt" && cp -r $MODEL "$OUT/corrupt"
@@ -132,6 +184,9 @@ cc "${CFLAGS[@]}" examples/c/dropin_cli.c $(pkg-config --cflags --libs smolvlm) 
   -Wl,-rpath,"$PWD/$OUT/prefix/lib" -o "$OUT/dropin_pkgconfig"
 "$OUT/dropin_pkgconfig" $MODEL - "Tell me a story." 16 "Be brief." > "$OUT/text.pkgconfig.txt"
 cmp "$OUT/text.rust.txt" "$OUT/text.pkgconfig.txt"
+cc $(pkg-config --cflags smolvlm-compat) $SV $(pkg-config --libs smolvlm-compat) \
+  -Wl,-rpath,"$PWD/$OUT/prefix/lib" -o "$OUT/sv_pkgconfig"
+"$OUT/sv_pkgconfig" "${sv_args[@]}" --silent | cmp - "$OUT/sv.rust.txt"
 pkg_static=$(pkg-config --static --libs-only-l smolvlm | sed 's/-lsmolvlm//')
 cc "${CFLAGS[@]}" examples/c/dropin_cli.c $(pkg-config --cflags smolvlm) "$OUT/prefix/lib/libsmolvlm.a" $pkg_static \
   -o "$OUT/dropin_pkgconfig_static"

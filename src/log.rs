@@ -1,5 +1,6 @@
 //! Library diagnostics go to one replaceable sink; nothing is printed by default.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -14,6 +15,15 @@ pub enum Level {
 pub type Sink = Arc<dyn Fn(Level, &str) + Send + Sync>;
 
 static SINK: RwLock<Option<Sink>> = RwLock::new(None);
+
+/// Without a sink, messages up to this level go to stderr: 0 none (the default), else
+/// `Level as u8 + 1`. Only the original engine's verbosity switch turns it on.
+static STDERR_UP_TO: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the stderr fallback (None: off).
+pub fn set_stderr_fallback(up_to: Option<Level>) {
+    STDERR_UP_TO.store(up_to.map_or(0, |l| l as u8 + 1), Ordering::Relaxed);
+}
 
 /// Routes every later message to `sink` (None: silence).
 pub fn set_sink(sink: Option<Sink>) {
@@ -31,5 +41,7 @@ pub fn emit(level: Level, msg: impl FnOnce() -> String) {
     };
     if let Some(sink) = sink {
         sink(level, &msg());
+    } else if (level as u8) < STDERR_UP_TO.load(Ordering::Relaxed) {
+        eprintln!("smolvlm: {}", msg());
     }
 }

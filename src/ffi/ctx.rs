@@ -7,7 +7,8 @@ use super::types::{
 use super::{null_arg, set_last_error, smolvlm_status, SendPtr};
 use crate::error::Error;
 use crate::{Hooks, Model, Request, SamplingParams, Session, Split};
-use std::ffi::{c_char, CString};
+use std::cell::UnsafeCell;
+use std::ffi::{c_char, c_int, CString};
 use std::sync::{Arc, Mutex, TryLockError};
 
 /// A loaded model: weights (memory-mapped), tokenizer, configuration. Immutable and
@@ -21,8 +22,50 @@ pub type smolvlm_model_t = smolvlm_model;
 /// A generation context: KV cache, scratch memory, its own thread pool, statistics, and (for
 /// the drop-in API) the token callback. Use one context from one thread at a time; a second
 /// thread entering a busy context gets SMOLVLM_STATUS_BUSY. Holds a reference to its model.
+///
+/// Opaque in smolvlm.h. Its first fields are the original engine's public timing fields, in
+/// its order, so that programs reading `ctx->perf_*` through include/smol-vision/smolvlm.h
+/// (which declares only those fields) read what the last generate on this context measured.
+/// cbindgen:ignore
+#[repr(C)]
 pub struct smolvlm_ctx {
+    perf: DropinPerf,
     pub(crate) inner: Mutex<CtxState>,
+}
+
+/// The original engine's timing fields of the last generate call; written only while the
+/// context's lock is held, read by C programs after the call returns.
+#[repr(C)]
+struct DropinPerf {
+    total_ms: UnsafeCell<f64>,
+    tokens: UnsafeCell<c_int>,
+    encode_ms: UnsafeCell<f64>,
+    decode_ms: UnsafeCell<f64>,
+}
+
+impl DropinPerf {
+    fn new() -> Self {
+        DropinPerf {
+            total_ms: UnsafeCell::new(0.0),
+            tokens: UnsafeCell::new(0),
+            encode_ms: UnsafeCell::new(0.0),
+            decode_ms: UnsafeCell::new(0.0),
+        }
+    }
+
+    /// The original's definitions: the whole call, tokens generated, vision encoding, and
+    /// everything after it (prefill + decode). The caller holds the context's lock.
+    fn record(&self, s: &crate::Stats) {
+        let tokens = c_int::try_from(s.decode_tokens).unwrap_or(c_int::MAX);
+        // SAFETY: the only writer, serialised by the context's lock (held by our caller); C
+        // reads these fields only between calls, on the thread that made the call.
+        unsafe {
+            *self.total_ms.get() = s.total_ms;
+            *self.tokens.get() = tokens;
+            *self.encode_ms.get() = s.encode_ms;
+            *self.decode_ms.get() = s.prefill_ms + s.decode_ms;
+        }
+    }
 }
 
 pub type smolvlm_ctx_t = smolvlm_ctx;
@@ -71,6 +114,7 @@ impl PieceSink {
 
 pub(crate) fn new_ctx(model: Arc<Model>) -> Box<smolvlm_ctx> {
     Box::new(smolvlm_ctx {
+        perf: DropinPerf::new(),
         inner: Mutex::new(CtxState {
             session: Session::new(model),
             token_cb: None,
@@ -100,7 +144,9 @@ pub(crate) unsafe fn with_ctx<T>(
         // A panic inside an earlier call poisoned it; the state itself is still consistent.
         Err(TryLockError::Poisoned(p)) => p.into_inner(),
     };
-    f(&mut guard)
+    let r = f(&mut guard);
+    c.perf.record(guard.session.last_stats());
+    r
 }
 
 /// Builds a request from the generate params and runs it, delivering pieces to `sink` and
@@ -161,5 +207,40 @@ pub(crate) fn run_request(
         on_token: Some(&mut on_token),
         cancel: Some(&abort),
     };
-    st.session.generate(&req, hooks)
+    let out = st.session.generate(&req, hooks)?;
+    let s = &out.stats;
+    crate::log::emit(crate::log::Level::Info, || {
+        format!(
+            "{} tokens in {:.0} ms: {} tiles encoded in {:.0} ms, prompt of {} tokens ({} reused) \
+             in {:.0} ms, decode {:.0} ms; {} threads, {:?}",
+            s.decode_tokens,
+            s.total_ms,
+            s.tiles,
+            s.encode_ms,
+            s.prefill_tokens,
+            s.reused_tokens,
+            s.prefill_ms,
+            s.decode_ms,
+            s.threads,
+            s.precision
+        )
+    });
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::offset_of;
+
+    /// The layout include/smol-vision/smolvlm.h declares: the fields first, in C's order.
+    #[test]
+    fn dropin_fields_lead_the_context_in_c_layout() {
+        assert_eq!(offset_of!(smolvlm_ctx, perf), 0);
+        let double = std::mem::align_of::<f64>().max(std::mem::size_of::<c_int>());
+        assert_eq!(offset_of!(DropinPerf, total_ms), 0);
+        assert_eq!(offset_of!(DropinPerf, tokens), 8);
+        assert_eq!(offset_of!(DropinPerf, encode_ms), 8 + double);
+        assert_eq!(offset_of!(DropinPerf, decode_ms), 16 + double);
+    }
 }

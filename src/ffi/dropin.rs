@@ -17,6 +17,7 @@ use std::sync::Arc;
 #[no_mangle]
 pub unsafe extern "C" fn smolvlm_load(model_dir: *const c_char) -> *mut smolvlm_ctx_t {
     guard(std::ptr::null_mut(), || {
+        super::compat::sync_verbosity();
         // SAFETY: per the contract above.
         let dir = match unsafe { opt_str(model_dir, "model_dir") } {
             Ok(Some(d)) => d,
@@ -79,8 +80,9 @@ pub unsafe extern "C" fn smolvlm_set_token_callback(
 
 /// Describes the image at `image_path` (NULL: a text-only prompt) following `prompt` (NULL:
 /// "Describe this image."), with an optional `system_prompt`, generating at most `max_tokens`
-/// tokens (greedy, the model's image splitting, all CPUs). Returns the text, allocated with
-/// malloc — release it with free() — or NULL on error (smolvlm_last_error() says why).
+/// tokens (greedy, the model's image splitting, all CPUs or the count set by
+/// qwen_set_threads). Returns the text, allocated with malloc — release it with free() — or
+/// NULL on error (smolvlm_last_error() says why).
 ///
 /// # Safety
 /// `ctx` is a live context; the strings are NULL or NUL-terminated.
@@ -93,6 +95,7 @@ pub unsafe extern "C" fn smolvlm_generate(
     max_tokens: c_int,
 ) -> *mut c_char {
     guard(std::ptr::null_mut(), || {
+        super::compat::sync_verbosity();
         let run = |st: &mut CtxState| {
             // SAFETY: per the contract above (all three).
             let (path, prompt, system) = unsafe {
@@ -109,6 +112,7 @@ pub unsafe extern "C" fn smolvlm_generate(
             let prompt = prompt.unwrap_or("Describe this image.");
             let mut p = generate_params_default();
             p.max_tokens = max_tokens;
+            p.n_threads = super::compat::dropin_threads() as c_int;
             let sink = PieceSink::Dropin {
                 cb: st.token_cb,
                 ud: SendPtr(st.token_ud.0),

@@ -10,6 +10,7 @@
 //! - on failure the thread's last-error message (see `smolvlm_last_error`) names the problem.
 
 mod api;
+mod compat;
 mod ctx;
 mod dropin;
 mod image;
