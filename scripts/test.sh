@@ -31,6 +31,10 @@ bash scripts/c-tests.sh
 # The Python binding (ctypes, stdlib only) against the same library.
 "$PY" tests/python/test_binding.py
 
+# The Swift package, checked statically (no Swift toolchain exists for these machines): every
+# file parses, every C function it calls exists in include/smolvlm.h with that many parameters.
+"$PY" scripts/check-swift.py
+
 # The Go binding (cgo), linked through the smolvlm.pc that scripts/c-tests.sh installed.
 prefix="$PWD/target/c-tests/prefix"
 (cd bindings/go && PKG_CONFIG_PATH="$prefix/lib/pkgconfig" LD_LIBRARY_PATH="$prefix/lib" go vet ./... \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates (once) the project's Python venv at target/test-venv with numpy + gguf
-# (tests/reference/requirements-ci.txt) and prints its python. Used by test.sh and bench.sh.
+# Creates (once) the project's Python venv at target/test-venv with numpy + gguf and
+# tree-sitter-swift (tests/reference/requirements-ci.txt) and prints its python. Used by test.sh
+# and bench.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=target/test-venv

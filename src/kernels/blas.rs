@@ -4,12 +4,12 @@
 use cblas_sys::{cblas_sgemm, CBLAS_LAYOUT, CBLAS_TRANSPOSE};
 use std::marker::PhantomData;
 
-#[cfg(target_os = "macos")]
+#[cfg(any(target_os = "macos", target_os = "ios"))]
 pub(crate) const NAME: &str = "Accelerate";
-#[cfg(not(target_os = "macos"))]
+#[cfg(not(any(target_os = "macos", target_os = "ios")))]
 pub(crate) const NAME: &str = "OpenBLAS";
 
-#[cfg(not(target_os = "macos"))]
+#[cfg(not(any(target_os = "macos", target_os = "ios")))]
 extern "C" {
     fn openblas_set_num_threads(n: std::os::raw::c_int);
 }
@@ -19,7 +19,7 @@ extern "C" {
 fn single_threaded() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        #[cfg(not(target_os = "macos"))]
+        #[cfg(not(any(target_os = "macos", target_os = "ios")))]
         // SAFETY: documented by OpenBLAS as callable between BLAS calls; this runs before the
         // library's first call, and the value never changes afterwards.
         unsafe {

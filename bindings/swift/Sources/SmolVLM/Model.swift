@@ -1,0 +1,52 @@
+import CSmolVLM
+
+/// A loaded SmolVLM checkpoint: weights (memory-mapped), tokenizer and configuration.
+/// Immutable and thread-safe: share one across tasks and give each task its own ``Context``.
+public final class Model: @unchecked Sendable {
+    let handle: OpaquePointer
+
+    /// Loads a model directory (config.json, *.safetensors, tokenizer.json, ...).
+    /// - Parameter progress: called with the fraction loaded; return false to cancel
+    ///   (the load then throws ``SmolVLMError/Code/cancelled``).
+    public init(path: String, progress: ((Float) -> Bool)? = nil) throws {
+        var out: OpaquePointer?
+        let status: smolvlm_status
+        if let progress {
+            let box = Unmanaged.passRetained(ProgressBox(progress))
+            defer { box.release() }
+            var params = smolvlm_model_params()
+            smolvlm_model_params_default(&params)
+            params.user_data = box.toOpaque()
+            params.progress = { fraction, userData in
+                guard let userData else { return true }
+                return Unmanaged<ProgressBox>.fromOpaque(userData).takeUnretainedValue().call(fraction)
+            }
+            status = smolvlm_model_load(path, &params, &out)
+        } else {
+            status = smolvlm_model_load(path, nil, &out)
+        }
+        try check(status)
+        guard let out else { throw SmolVLMError(status: 9, message: "the library returned no model") }
+        handle = out
+    }
+
+    deinit {
+        smolvlm_model_free(handle)
+    }
+
+    /// A new generation context on this model (same as `Context(model:)`).
+    public func makeContext() throws -> Context {
+        try Context(model: self)
+    }
+
+    /// The loaded library's version, "MAJOR.MINOR.PATCH".
+    public static var libraryVersion: String { String(cString: smolvlm_version()) }
+
+    /// The kernels this build and CPU run (SIMD variants, BLAS, CPUs).
+    public static var systemInfo: String { String(cString: smolvlm_system_info()) }
+}
+
+private final class ProgressBox {
+    let call: (Float) -> Bool
+    init(_ call: @escaping (Float) -> Bool) { self.call = call }
+}
