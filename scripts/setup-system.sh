@@ -30,6 +30,7 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)   # builds the vendored lib
 command -v nasm >/dev/null 2>&1 || missing+=(nasm)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+command -v patchelf >/dev/null 2>&1 || missing+=(patchelf)   # the installed library's soname
 command -v go >/dev/null 2>&1 || missing+=(golang-go)   # the Go binding's tests
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
 if [ "$dry_run" = 1 ]; then

@@ -28,14 +28,19 @@ export SMOLVLM_PRECISION=f32
 # The C ABI: header freshness, drop-in and extended API programs, C++ include, valgrind.
 bash scripts/c-tests.sh
 
-# The Python binding (ctypes, stdlib only) against the same library.
-"$PY" tests/python/test_binding.py
+# The Python package, pip-installed into the project's venv and type-checked, with pytest against
+# the library scripts/c-tests.sh installed (found on the system path: LD_LIBRARY_PATH); run from
+# target/ so the source tree's package cannot shadow the installed one.
+prefix="$PWD/target/c-tests/prefix"
+"$PY" -m pip install -q --disable-pip-version-check ./bindings/python
+"$PY" -m mypy --strict --cache-dir=/dev/null bindings/python/smolvlm
+(cd target && SMOLVLM_EXPECT_INSTALLED=1 LD_LIBRARY_PATH="$prefix/lib" "$PY" -m pytest -q -p no:cacheprovider \
+  ../tests/python)
 
 # The Swift package, checked statically (no Swift toolchain exists for these machines): every
 # file parses, every C function it calls exists in include/smolvlm.h with that many parameters.
 "$PY" scripts/check-swift.py
 
 # The Go binding (cgo), linked through the smolvlm.pc that scripts/c-tests.sh installed.
-prefix="$PWD/target/c-tests/prefix"
 (cd bindings/go && PKG_CONFIG_PATH="$prefix/lib/pkgconfig" LD_LIBRARY_PATH="$prefix/lib" go vet ./... \
   && PKG_CONFIG_PATH="$prefix/lib/pkgconfig" LD_LIBRARY_PATH="$prefix/lib" go test -count=1 -race ./...)
