@@ -44,3 +44,6 @@ prefix="$PWD/target/c-tests/prefix"
 # The Go binding (cgo), linked through the smolvlm.pc that scripts/c-tests.sh installed.
 (cd bindings/go && PKG_CONFIG_PATH="$prefix/lib/pkgconfig" LD_LIBRARY_PATH="$prefix/lib" go vet ./... \
   && PKG_CONFIG_PATH="$prefix/lib/pkgconfig" LD_LIBRARY_PATH="$prefix/lib" go test -count=1 -race ./...)
+
+# One example per language (examples/README.md), built against the install, against the CLI.
+PY="$PY" bash scripts/examples-test.sh

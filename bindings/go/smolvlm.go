@@ -23,18 +23,20 @@ bool smolvlmGoProgress(float fraction, void *user_data);
 import "C"
 
 import (
+	"context"
 	"encoding/json"
-	"strings"
-
+	"errors"
 	"fmt"
 	"runtime"
 	"runtime/cgo"
+	"strings"
 	"unsafe"
 )
 
 // Status is the C library's status code.
 type Status int
 
+// The statuses of the C library (smolvlm_status), in its order.
 const (
 	StatusOK Status = iota
 	StatusNullArg
@@ -48,12 +50,21 @@ const (
 	StatusPanic
 )
 
-// Error is a failed call: the status and the library's message.
+// Error is a failed call: the status and the library's message. A generation stopped because
+// its context.Context was done (GenerateContext) has Status StatusCancelled and wraps ctx.Err().
 type Error struct {
-	Status  Status
+	// Status is the C library's status code.
+	Status Status
+	// Message is what smolvlm_last_error() said.
 	Message string
+	// Err is the cause from Go's side, if any (context.Canceled, context.DeadlineExceeded).
+	Err error
 }
 
+// Unwrap returns the Go-side cause (see Err).
+func (e *Error) Unwrap() error { return e.Err }
+
+// Error formats the status and the message.
 func (e *Error) Error() string {
 	return fmt.Sprintf("smolvlm: %s: %s", C.GoString(C.smolvlm_status_str(C.int32_t(e.Status))), e.Message)
 }
@@ -64,6 +75,7 @@ var (
 	ErrBusy      = &Error{Status: StatusBusy}
 )
 
+// Is makes errors.Is(err, ErrCancelled) and errors.Is(err, ErrBusy) match by status.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
 	return ok && t.Status == e.Status
@@ -157,81 +169,29 @@ func (c *Context) Close() error {
 	return nil
 }
 
-// Image is an 8-bit RGB image held by the library.
-type Image struct{ p *C.smolvlm_image_t }
-
-func newImage(p *C.smolvlm_image_t) *Image {
-	img := &Image{p: p}
-	runtime.SetFinalizer(img, (*Image).Close)
-	return img
-}
-
-// ImageFromFile decodes an image file.
-func ImageFromFile(path string) (*Image, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	cpath := C.CString(path)
-	defer C.free(unsafe.Pointer(cpath))
-	var p *C.smolvlm_image_t
-	if err := check(C.smolvlm_image_from_file(cpath, &p)); err != nil {
-		return nil, err
-	}
-	return newImage(p), nil
-}
-
-// ImageFromBytes decodes encoded image bytes (PNG, JPEG, ...).
-func ImageFromBytes(data []byte) (*Image, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if len(data) == 0 {
-		return nil, &Error{Status: StatusBadImage, Message: "image data is empty"}
-	}
-	var p *C.smolvlm_image_t
-	if err := check(C.smolvlm_image_from_bytes((*C.uint8_t)(unsafe.Pointer(&data[0])), C.size_t(len(data)), &p)); err != nil {
-		return nil, err
-	}
-	return newImage(p), nil
-}
-
-// ImageFromPixels copies raw RGB (channels 3) or RGBA (channels 4) rows of stride bytes.
-func ImageFromPixels(pixels []byte, width, height, channels, stride int) (*Image, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	format := map[int]C.int32_t{3: 0, 4: 1}
-	f, ok := format[channels]
-	if !ok || len(pixels) == 0 {
-		return nil, &Error{Status: StatusInvalidArg, Message: "channels must be 3 or 4 and pixels non-empty"}
-	}
-	var p *C.smolvlm_image_t
-	if err := check(C.smolvlm_image_from_pixels((*C.uint8_t)(unsafe.Pointer(&pixels[0])), C.uint32_t(width),
-		C.uint32_t(height), C.size_t(stride), f, &p)); err != nil {
-		return nil, err
-	}
-	return newImage(p), nil
-}
-
-// Close releases the image. Safe to call twice.
-func (i *Image) Close() error {
-	if i.p != nil {
-		C.smolvlm_image_free(i.p)
-		i.p = nil
-	}
-	return nil
-}
-
 // Request describes one generation. Messages (HF chat format), when set, replace Prompt and
 // SystemPrompt; its image entries take Images in order.
 type Request struct {
-	Prompt       string
+	// Prompt is the user message (the images come before it).
+	Prompt string
+	// SystemPrompt is an optional system message.
 	SystemPrompt string
-	Messages     []map[string]interface{}
-	Images       []*Image
-	MaxTokens    int // 0 = 256
-	Temperature  float32
-	TopK         int
-	TopP         float32 // 0 = 1 (off)
-	Seed         uint64
-	Threads      int
+	// Messages is a whole conversation in the HF chat format, instead of Prompt and SystemPrompt.
+	Messages []map[string]interface{}
+	// Images are the request's images, in order.
+	Images []*Image
+	// MaxTokens bounds the generated tokens (0 = 256).
+	MaxTokens int
+	// Temperature of sampling (0 = greedy).
+	Temperature float32
+	// TopK keeps the k most likely tokens (0 = off).
+	TopK int
+	// TopP is the nucleus sampling mass (0 = 1, off).
+	TopP float32
+	// Seed of the sampler.
+	Seed uint64
+	// Threads of the context's pool (0 = all CPUs).
+	Threads int
 	// Precision is "auto" (or ""), "f32" or "bf16" (see smolvlm_precision in the C header).
 	Precision string
 	// NoPromptCache computes the whole prompt and forgets what the context kept; by default a
@@ -327,6 +287,26 @@ func (c *Context) Generate(r Request) (string, error) {
 	return C.GoString(out), nil
 }
 
+// GenerateContext is Generate stopped when ctx is done: the library polls between tiles, layers
+// and tokens, so the call returns promptly with an *Error of StatusCancelled that wraps ctx.Err()
+// (errors.Is(err, context.Canceled) or context.DeadlineExceeded, and errors.Is(err, ErrCancelled)).
+// r.Abort, if set, is still polled too.
+func (c *Context) GenerateContext(ctx context.Context, r Request) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", &Error{Status: StatusCancelled, Message: "the context was done before the call", Err: err}
+	}
+	userAbort := r.Abort
+	r.Abort = func() bool {
+		return ctx.Err() != nil || (userAbort != nil && userAbort())
+	}
+	text, err := c.Generate(r)
+	var e *Error
+	if err != nil && ctx.Err() != nil && errors.As(err, &e) && e.Status == StatusCancelled {
+		e.Err = ctx.Err()
+	}
+	return text, err
+}
+
 // Stats are the timings and counts of a context's last generation.
 type Stats struct {
 	LoadMs, EncodeMs, PrefillMs, DecodeMs, DecodeTokensPerS, TotalMs float64
@@ -336,7 +316,8 @@ type Stats struct {
 	// Threads the call ran on (the context's own pool).
 	Threads int
 	// Precision the call ran in: "f32" or "bf16".
-	Precision    string
+	Precision string
+	// ReusedTokens were taken from the context's prompt cache instead of computed.
 	ReusedTokens int
 }
 
@@ -433,6 +414,7 @@ func (ch *Chat) Ask(text string, r Request) (string, error) {
 // Messages is the conversation so far, in the HF chat format.
 func (ch *Chat) Messages() []map[string]interface{} { return ch.messages }
 
+// precisionName names a smolvlm_precision value as Request.Precision spells it.
 func precisionName(p int) string {
 	if p == C.SMOLVLM_PRECISION_BF16 {
 		return "bf16"
