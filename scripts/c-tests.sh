@@ -187,10 +187,10 @@ cmp "$OUT/text.rust.txt" "$OUT/text.pkgconfig.txt"
 # The installed library is versioned: soname libsmolvlm.so.0, which is what programs record.
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 readelf -d "$OUT/prefix/lib/libsmolvlm.so.$version" | grep -q 'SONAME.*\[libsmolvlm\.so\.0\]'
-[ "$(readlink "$OUT/prefix/lib/libsmolvlm.so")" = libsmolvlm.so.0 ]
+[ "$(readlink "$OUT/prefix/lib/libsmolvlm.so")" = "libsmolvlm.so.$version" ]
 [ "$(readlink "$OUT/prefix/lib/libsmolvlm.so.0")" = "libsmolvlm.so.$version" ]
 readelf -d "$OUT/dropin_pkgconfig" | grep -q 'NEEDED.*\[libsmolvlm\.so\.0\]'
-cc $(pkg-config --cflags smolvlm-compat) $SV $(pkg-config --libs smolvlm-compat) \
+cc -I"$(pkg-config --variable=includedir smolvlm)/smol-vision" $SV $(pkg-config --cflags --libs smolvlm) \
   -Wl,-rpath,"$PWD/$OUT/prefix/lib" -o "$OUT/sv_pkgconfig"
 "$OUT/sv_pkgconfig" "${sv_args[@]}" --silent | cmp - "$OUT/sv.rust.txt"
 pkg_static=$(pkg-config --static --libs-only-l smolvlm | sed 's/-lsmolvlm//')

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds the C library and installs it under PREFIX (default /usr/local): include/smolvlm.h;
-# lib/libsmolvlm.so.X.Y.Z with the soname libsmolvlm.so.0 and the links .so.0 and .so (on macOS
+# lib/libsmolvlm.so.X.Y.Z with the soname libsmolvlm.so.0 and the links .so.0 and .so to it (macOS:
 # libsmolvlm.X.Y.Z.dylib with the install name PREFIX/lib/libsmolvlm.0.dylib); lib/libsmolvlm.a;
 # lib/pkgconfig/smolvlm.pc (whose Libs.private lists what the static archive needs), so C programs
-# build with `cc app.c $(pkg-config --cflags --libs smolvlm)`; and include/smol-vision/ with
-# smolvlm-compat.pc for programs written for the original engine (see the README's "Migrating
-# from smol-vision"). `cargo cinstall --prefix PREFIX` (cargo-c) installs the same files.
+# build with `cc app.c $(pkg-config --cflags --libs smolvlm)`; and include/smol-vision/, the
+# headers for programs written for the original engine (see the README's "Migrating from
+# smol-vision"). `cargo cinstall --release --prefix PREFIX --libdir lib` (cargo-c) installs the same
+# files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PREFIX="${1:-${PREFIX:-/usr/local}}"
@@ -22,7 +23,7 @@ install -d "$PREFIX/include/smol-vision" "$PREFIX/lib/pkgconfig"
 install -m 644 include/smolvlm.h "$PREFIX/include/smolvlm.h"
 install -m 644 include/smol-vision/*.h "$PREFIX/include/smol-vision/"
 # The shared library under its full version, named by its ABI major version (the soname, or the
-# install name on macOS) and reached through the usual links: libsmolvlm.so -> .so.0 -> .so.X.Y.Z.
+# install name on macOS), with the links libsmolvlm.so.0 and libsmolvlm.so to it (as cargo-c does).
 case "$(uname -s)" in
   Darwin)
     real=libsmolvlm.$version.dylib abi=libsmolvlm.$major.dylib link=libsmolvlm.dylib
@@ -36,7 +37,7 @@ case "$(uname -s)" in
     ;;
 esac
 ln -sfn "$real" "$PREFIX/lib/$abi"
-ln -sfn "$abi" "$PREFIX/lib/$link"
+ln -sfn "$real" "$PREFIX/lib/$link"
 install -m 644 target/release/libsmolvlm.a "$PREFIX/lib/libsmolvlm.a"
 cat > "$PREFIX/lib/pkgconfig/smolvlm.pc" <<PC
 prefix=$PREFIX
@@ -49,16 +50,5 @@ Version: $version
 Libs: -L\${libdir} -lsmolvlm
 Libs.private: $private
 Cflags: -I\${includedir}
-PC
-# Programs written for the original smol-vision engine: its header names, same library.
-cat > "$PREFIX/lib/pkgconfig/smolvlm-compat.pc" <<PC
-prefix=$PREFIX
-includedir=\${prefix}/include
-
-Name: smolvlm-compat
-Description: smolvlm built as a drop-in for programs written against smol-vision's headers
-Version: $version
-Requires: smolvlm = $version
-Cflags: -I\${includedir}/smol-vision
 PC
 echo "installed smolvlm $version into $PREFIX"

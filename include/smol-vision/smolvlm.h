@@ -5,8 +5,8 @@
  *
  *     cc -Iinclude/smol-vision -Iinclude main.c -Ltarget/release -lsmolvlm
  *
- * (after an install: -I$prefix/include/smol-vision -I$prefix/include, or
- * `pkg-config --cflags smolvlm-compat`). This header adds to ../smolvlm.h only what the original
+ * (after an install: -I"$(pkg-config --variable=includedir smolvlm)/smol-vision" followed by
+ * $(pkg-config --cflags --libs smolvlm)). This header adds to ../smolvlm.h only what the original
  * gave such programs and smolvlm.h does not: the context's public timing fields and the
  * verbosity global. New code should include <smolvlm.h> and read smolvlm_ctx_get_stats().
  */
