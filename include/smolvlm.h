@@ -53,6 +53,12 @@ typedef struct smolvlm_ctx smolvlm_ctx;
 
 
 /**
+ * The default limit on an image file's pixel count: 178,956,970, twice Pillow's
+ * MAX_IMAGE_PIXELS, above which Pillow refuses an image as a decompression bomb.
+ */
+#define SMOLVLM_DEFAULT_MAX_IMAGE_PIXELS 178956970
+
+/**
  * Connector outputs kept for at most this many tiles (two split images of 13 tiles each fit):
  * 256M shapes 144 KiB a tile (64 × 576 f32), SmolVLM-Instruct 648 KiB (81 × 2048 f32).
  */
@@ -566,6 +572,16 @@ enum smolvlm_status smolvlm_image_from_file(const char *path, smolvlm_image_t **
  * `image` is NULL or from a smolvlm_image_* constructor and not yet freed.
  */
 void smolvlm_image_free(smolvlm_image_t *image);
+
+/**
+ * Sets the process-wide limit on the pixel count (width × height) of an image to decode, checked
+ * from the file's header before any pixel is decoded, and returns the previous limit. 0 restores
+ * the default, SMOLVLM_DEFAULT_MAX_IMAGE_PIXELS (178,956,970: twice Pillow's MAX_IMAGE_PIXELS, the
+ * size above which Pillow refuses an image as a decompression bomb). A larger file fails with
+ * SMOLVLM_STATUS_BAD_IMAGE. Images from raw pixels are not limited (their caller allocated them).
+ * Thread-safe; affects calls that start after it returns.
+ */
+uint64_t smolvlm_set_max_image_pixels(uint64_t max_pixels);
 
 /**
  * Writes the context's reusable state (what a follow-up prompt reuses; see

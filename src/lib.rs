@@ -25,6 +25,7 @@ extern crate openblas_src;
 
 mod config;
 mod connector;
+mod decode;
 mod error;
 #[allow(non_camel_case_types)]
 mod ffi;
@@ -45,6 +46,7 @@ mod vision;
 mod weights;
 
 pub use config::{Architecture, ModelConfig, TextConfig, VisionConfig};
+pub use decode::{max_image_pixels, set_max_image_pixels, DEFAULT_MAX_IMAGE_PIXELS};
 pub use error::{Error, ErrorKind, Result};
 pub use kernels::{system_info, Isa, Precision};
 pub use model::{LoadOptions, Model};

@@ -105,45 +105,6 @@ impl RgbImage {
         })
     }
 
-    /// Decodes PNG, JPEG, BMP, PNM, TGA, GIF (first frame), WebP or TIFF bytes; `what` names the
-    /// source in errors, and its extension identifies formats without a signature (TGA).
-    pub fn decode(bytes: &[u8], what: &str) -> Result<RgbImage> {
-        #[cfg(feature = "libjpeg-turbo")]
-        if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-            return decode_jpeg_turbo(bytes, what);
-        }
-        // Formats without a magic number (TGA) are known by the file extension only.
-        let by_name = image::ImageFormat::from_path(what).ok();
-        let img = match (image::guess_format(bytes), by_name) {
-            (Err(_), Some(fmt)) => image::load_from_memory_with_format(bytes, fmt),
-            _ => image::load_from_memory(bytes),
-        }
-        .map_err(|e| Error::image(format!("{what}: cannot decode image: {e}")))?;
-        let (w, h) = (img.width() as usize, img.height() as usize);
-        let wrap = |e: Error| Error::new(e.kind, format!("{what}: {}", e.message));
-        let mode = match img.color() {
-            image::ColorType::Rgb8 | image::ColorType::Rgb16 | image::ColorType::Rgb32F => None,
-            c if c.has_alpha() => Some("with alpha"),
-            c if !c.has_color() => Some("grayscale"),
-            _ => Some("not RGB"),
-        };
-        let mut out = if img.color().has_alpha() {
-            let rgba = img.to_rgba8();
-            RgbImage::from_pixels(rgba.as_raw(), w, h, w * 4, PixelFormat::Rgba8).map_err(wrap)
-        } else {
-            let rgb = img.to_rgb8();
-            RgbImage::from_pixels(rgb.as_raw(), w, h, w * 3, PixelFormat::Rgb8).map_err(wrap)
-        }?;
-        out.converted_from = mode;
-        Ok(out)
-    }
-
-    /// Reads and decodes an image file (see [`RgbImage::decode`]).
-    pub fn open(path: &std::path::Path) -> Result<RgbImage> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        RgbImage::decode(&bytes, &path.display().to_string())
-    }
-
     fn resized(&self, w: usize, h: usize) -> RgbImage {
         RgbImage {
             width: w,
@@ -167,29 +128,6 @@ impl RgbImage {
             converted_from: self.converted_from,
         }
     }
-}
-
-/// JPEG through libjpeg-turbo with its defaults (accurate integer IDCT, fancy upsampling):
-/// the decoder Pillow uses, so the pixels are the processor's bit for bit.
-#[cfg(feature = "libjpeg-turbo")]
-fn decode_jpeg_turbo(bytes: &[u8], what: &str) -> Result<RgbImage> {
-    let err = |e: turbojpeg::Error| Error::image(format!("{what}: cannot decode JPEG: {e}"));
-    let header = turbojpeg::read_header(bytes).map_err(err)?;
-    let img = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB).map_err(err)?;
-    let mut out = RgbImage::from_pixels(
-        &img.pixels,
-        img.width,
-        img.height,
-        img.pitch,
-        PixelFormat::Rgb8,
-    )
-    .map_err(|e| Error::new(e.kind, format!("{what}: {}", e.message)))?;
-    out.converted_from = match header.colorspace {
-        turbojpeg::Colorspace::Gray => Some("grayscale"),
-        turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK => Some("CMYK"),
-        _ => None,
-    };
-    Ok(out)
 }
 
 /// `_resize_output_size_rescale_to_max_len` then `_resize_output_size_scale_below_upper_bound`

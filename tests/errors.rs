@@ -284,3 +284,44 @@ fn do_convert_rgb_false_refuses_images_that_need_conversion() {
         .unwrap();
     assert_eq!(ours.tokens, want.tokens);
 }
+
+/// A file cut short is refused in every format, never completed with made-up pixels (Pillow:
+/// "image file is truncated"): at two thirds of its length, and (where the format says how long
+/// it is) one byte short. The error names the file.
+#[test]
+fn truncated_images_are_refused_in_every_format() {
+    let images = fixtures().join("images");
+    let files = [
+        ("square.png", false),
+        ("wide.jpg", true),
+        ("palette.gif", false),
+        ("image.webp", true),
+        ("image.bmp", true),
+        ("square.tiff", true),
+        ("square.ppm", true),
+        ("square.tga", false),
+    ];
+    for (file, sized) in files {
+        let bytes = std::fs::read(images.join(file)).unwrap();
+        RgbImage::decode(&bytes, file).unwrap();
+        let mut cuts = vec![bytes.len() * 2 / 3, 100.min(bytes.len() / 2)];
+        if sized {
+            cuts.push(bytes.len() - 1);
+        }
+        for cut in cuts {
+            let e = RgbImage::decode(&bytes[..cut], file).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::BadImage, "{file} cut to {cut}: {e}");
+            assert!(e.message.contains(file), "{file} cut to {cut}: {e}");
+        }
+    }
+    // Garbage after a valid signature, and a file with no known signature.
+    for bad in [
+        &b"\x89PNG\r\n\x1a\nnot a png"[..],
+        b"GIF89a\x01",
+        b"\xff\xd8\xff\xe0junk",
+        b"hello",
+    ] {
+        let e = RgbImage::decode(bad, "bad.bin").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadImage, "{e}");
+    }
+}

@@ -63,3 +63,42 @@ fn lossless_formats_decode_to_the_same_pixels() {
     let e = smolvlm::RgbImage::decode(&bytes[..20], "cut.jpg").unwrap_err();
     assert!(e.message.contains("cut.jpg"), "{e}");
 }
+
+/// Odd but valid files decode to what the HF processor sees: Pillow's decoding then
+/// transformers' convert_to_rgb (tests/reference/image_goldens.py).
+#[test]
+fn odd_images_decode_as_pillow_and_convert_to_rgb() {
+    let g = read_json(&fixtures().join("goldens/odd_images.json"));
+    let cases = g["cases"].as_array().unwrap();
+    assert!(cases.len() >= 10);
+    let mut bad = Vec::new();
+    for c in cases {
+        let file = c["file"].as_str().unwrap();
+        let path = fixtures().join("images/odd").join(file);
+        let img = match smolvlm::RgbImage::open(&path) {
+            Ok(i) => i,
+            Err(e) => {
+                bad.push(format!("{file}: {e}"));
+                continue;
+            }
+        };
+        let size = [img.width as u64, img.height as u64];
+        let want = [
+            c["size"][0].as_u64().unwrap(),
+            c["size"][1].as_u64().unwrap(),
+        ];
+        let sha = format!("{:x}", Sha256::digest(&img.data));
+        if size != want || sha != c["sha256"].as_str().unwrap() {
+            bad.push(format!(
+                "{file} ({}): {size:?} vs {want:?}, pixels differ",
+                c["pillow_mode"]
+            ));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "differ from Pillow {}:\n{}",
+        g["pillow_version"],
+        bad.join("\n")
+    );
+}

@@ -9,6 +9,7 @@ import (
 	_ "image/png"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -150,5 +151,23 @@ func TestGenerateContextCancels(t *testing.T) {
 	_, err = c.GenerateContext(context.Background(), Request{Prompt: "Hi", Abort: func() bool { return true }})
 	if !errors.Is(err, ErrCancelled) || errors.Is(err, context.Canceled) {
 		t.Fatalf("Abort: %v", err)
+	}
+}
+
+func TestImagePixelLimit(t *testing.T) {
+	path := filepath.Join(images, "square.png")
+	if prev := SetMaxImagePixels(100); prev != 178956970 {
+		t.Fatalf("default limit %d", prev)
+	}
+	_, err := ImageFromFile(path)
+	if prev := SetMaxImagePixels(0); prev != 100 {
+		t.Fatalf("previous limit %d", prev)
+	}
+	var e *Error
+	if !errors.As(err, &e) || e.Status != StatusBadImage || !strings.Contains(e.Message, "exceeds the limit") {
+		t.Fatalf("over the limit: %v", err)
+	}
+	if _, err := ImageFromFile(path); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -75,6 +75,13 @@ func (i *Image) Close() error {
 	return nil
 }
 
+// SetMaxImagePixels sets the process-wide limit on an image file's pixel count, read from its
+// header before decoding (0: the default, 178,956,970, where Pillow refuses a decompression
+// bomb), and returns the previous limit. Larger files fail with StatusBadImage.
+func SetMaxImagePixels(max uint64) uint64 {
+	return uint64(C.smolvlm_set_max_image_pixels(C.uint64_t(max)))
+}
+
 // ImageFromImage copies any image.Image as 8-bit RGB: alpha is dropped (straight, not
 // premultiplied, colour values are kept, as Pillow's RGB conversion does) and grey becomes
 // R = G = B. *image.NRGBA, opaque *image.RGBA and *image.Gray are copied row by row; other types

@@ -147,3 +147,16 @@ pub unsafe extern "C" fn smolvlm_image_free(image: *mut smolvlm_image_t) {
         }
     })
 }
+
+/// Sets the process-wide limit on the pixel count (width × height) of an image to decode, checked
+/// from the file's header before any pixel is decoded, and returns the previous limit. 0 restores
+/// the default, SMOLVLM_DEFAULT_MAX_IMAGE_PIXELS (178,956,970: twice Pillow's MAX_IMAGE_PIXELS, the
+/// size above which Pillow refuses an image as a decompression bomb). A larger file fails with
+/// SMOLVLM_STATUS_BAD_IMAGE. Images from raw pixels are not limited (their caller allocated them).
+/// Thread-safe; affects calls that start after it returns.
+#[no_mangle]
+pub extern "C" fn smolvlm_set_max_image_pixels(max_pixels: u64) -> u64 {
+    guard(crate::max_image_pixels(), || {
+        crate::set_max_image_pixels(max_pixels)
+    })
+}

@@ -305,6 +305,17 @@ int main(int argc, char **argv) {
     CHECK(smolvlm_image_from_file(argv[2], &from_file) == SMOLVLM_STATUS_OK, "image_from_file");
     CHECK(smolvlm_image_from_pixels(rgb, w, h, (size_t)w * 3, SMOLVLM_PIXEL_FORMAT_RGB8, &from_px) == SMOLVLM_STATUS_OK, "from_pixels");
     CHECK(smolvlm_image_from_bytes(bytes, blen, &from_bytes) == SMOLVLM_STATUS_OK, "from_bytes");
+    /* The pixel limit is read from the header: below the image's count the file is refused. */
+    {
+        smolvlm_image_t *limited = NULL;
+        CHECK(smolvlm_set_max_image_pixels((uint64_t)w * h - 1) == SMOLVLM_DEFAULT_MAX_IMAGE_PIXELS, "default limit");
+        CHECK(smolvlm_image_from_file(argv[2], &limited) == SMOLVLM_STATUS_BAD_IMAGE && !limited &&
+                  strstr(smolvlm_last_error(), "exceeds the limit"), "limit: %s", smolvlm_last_error());
+        CHECK(smolvlm_image_from_bytes(bytes, blen, &limited) == SMOLVLM_STATUS_BAD_IMAGE, "limit (bytes)");
+        CHECK(smolvlm_set_max_image_pixels(0) == (uint64_t)w * h - 1, "previous limit");
+        CHECK(smolvlm_image_from_file(argv[2], &limited) == SMOLVLM_STATUS_OK, "default limit restored");
+        smolvlm_image_free(limited);
+    }
     char *t_file = generate(ctx, "What is this?", from_file, 10);
     char *t_px = generate(ctx, "What is this?", from_px, 10);
     char *t_bytes = generate(ctx, "What is this?", from_bytes, 10);

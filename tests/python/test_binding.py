@@ -256,3 +256,15 @@ def test_package_metadata():
         assert "site-packages" in smolvlm.__file__, smolvlm.__file__
         assert os.path.exists(os.path.join(os.path.dirname(smolvlm.__file__), "py.typed"))
         assert smolvlm.library_path() == "libsmolvlm.so.0", smolvlm.library_path()
+
+
+def test_image_pixel_limit():
+    path = os.path.join(IMAGES, "square.png")
+    assert smolvlm.set_max_image_pixels(100) == 178956970
+    try:
+        with pytest.raises(smolvlm.SmolVLMError) as e:
+            smolvlm.Image.from_file(path)
+        assert e.value.status == "BAD_IMAGE" and "exceeds the limit of 100 pixels" in str(e.value)
+    finally:
+        assert smolvlm.set_max_image_pixels(0) == 100
+    smolvlm.Image.from_file(path)

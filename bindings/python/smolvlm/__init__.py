@@ -23,7 +23,8 @@ from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char_p, c_double, c
                     c_uint32, c_uint64, c_void_p)
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
-__all__ = ["Model", "Context", "Chat", "Image", "SmolVLMError", "version", "system_info", "library_path"]
+__all__ = ["Model", "Context", "Chat", "Image", "SmolVLMError", "version", "system_info", "library_path",
+           "set_max_image_pixels"]
 __version__ = "0.1.0"
 
 STATUS = ["OK", "NULL_ARG", "INVALID_ARG", "IO", "BAD_MODEL", "BAD_IMAGE", "CANCELLED", "BUSY", "OOM", "PANIC"]
@@ -110,6 +111,7 @@ _image_from_pixels = _sig("smolvlm_image_from_pixels", c_int32, c_char_p, c_uint
 _image_from_bytes = _sig("smolvlm_image_from_bytes", c_int32, c_char_p, c_size_t, POINTER(c_void_p))
 _image_from_file = _sig("smolvlm_image_from_file", c_int32, c_char_p, POINTER(c_void_p))
 _image_free = _sig("smolvlm_image_free", None, c_void_p)
+_set_max_image_pixels = _sig("smolvlm_set_max_image_pixels", c_uint64, c_uint64)
 _last_error = _sig("smolvlm_last_error", c_char_p)
 _version = _sig("smolvlm_version", c_char_p)
 _system_info = _sig("smolvlm_system_info", c_char_p)
@@ -137,6 +139,13 @@ def version() -> str:
 def system_info() -> str:
     """The kernels this build and CPU run (SIMD variants, BLAS, CPUs)."""
     return str(_system_info().decode())
+
+
+def set_max_image_pixels(max_pixels: int) -> int:
+    """Sets the process-wide limit on an image file's pixel count, read from its header before
+    decoding (0: the default, 178,956,970, where Pillow refuses a decompression bomb); returns the
+    previous limit. Larger files raise SmolVLMError BAD_IMAGE."""
+    return int(_set_max_image_pixels(max_pixels))
 
 
 def library_path() -> str:

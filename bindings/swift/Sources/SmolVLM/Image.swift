@@ -94,6 +94,14 @@ public final class Image: @unchecked Sendable {
     }
     #endif
 
+    /// Sets the process-wide limit on an image file's pixel count, read from its header before
+    /// decoding (0: the default, 178,956,970, where Pillow refuses a decompression bomb), and
+    /// returns the previous limit. Larger files throw ``SmolVLMError/Code/badImage``.
+    @discardableResult
+    public static func setMaxPixels(_ maxPixels: UInt64) -> UInt64 {
+        smolvlm_set_max_image_pixels(maxPixels)
+    }
+
     deinit {
         smolvlm_image_free(handle)
     }
