@@ -112,7 +112,8 @@ impl TextModel {
         let (qd, kvd) = (cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd);
         let p = names.prefix;
         let embed = store.get(&format!("{p}.embed_tokens.weight"), &[cfg.vocab_size, h])?;
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        // Grown as layers load (not sized from config.json, which may claim any count).
+        let mut layers = Vec::new();
         for l in 0..cfg.num_hidden_layers {
             let lp = format!("{p}.layers.{l}");
             let (ab, mb) = (cfg.attention_bias, cfg.mlp_bias);

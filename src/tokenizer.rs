@@ -2,7 +2,7 @@
 //! `minijinja` (with transformers' settings), and a streaming detokenizer that only ever hands out
 //! complete UTF-8.
 
-use crate::config::read_json_opt;
+use crate::config::{read_bounded, read_json_opt, MAX_CONFIG_BYTES};
 use crate::error::{Error, Result};
 use serde_json::Value;
 use std::path::Path;
@@ -45,14 +45,15 @@ fn token_text(v: &Value) -> Option<String> {
     }
 }
 
+/// Instructions a chat template may run for one prompt (minijinja's fuel).
+const TEMPLATE_FUEL: u64 = 20_000_000;
+
 /// The chat template: the processor's (chat_template.jinja / chat_template.json /
 /// processor_config.json) before the tokenizer's (tokenizer_config.json).
 fn find_template(dir: &Path, tok_cfg: Option<&Value>) -> Result<Option<String>> {
     let jinja = dir.join("chat_template.jinja");
     if jinja.exists() {
-        return std::fs::read_to_string(&jinja)
-            .map(Some)
-            .map_err(|e| Error::io(&jinja, e));
+        return read_bounded(&jinja, MAX_CONFIG_BYTES).map(Some);
     }
     for name in ["chat_template.json", "processor_config.json"] {
         if let Some(v) = read_json_opt(&dir.join(name))? {
@@ -83,7 +84,9 @@ impl Tokenizer {
         if !path.exists() {
             return Err(Error::model(format!("{}: missing", path.display())));
         }
-        let inner = tokenizers::Tokenizer::from_file(&path)
+        // Real tokenizer.json files are 2-35 MiB.
+        let text = read_bounded(&path, 256 << 20)?;
+        let inner = <tokenizers::Tokenizer as std::str::FromStr>::from_str(&text)
             .map_err(|e| Error::model(format!("{}: cannot load tokenizer: {e}", path.display())))?;
         let tok_cfg = read_json_opt(&dir.join("tokenizer_config.json"))?;
         let template = find_template(dir, tok_cfg.as_ref())?;
@@ -159,11 +162,23 @@ impl Tokenizer {
     /// Renders `messages` (HF chat format) with the model's template, as
     /// `apply_chat_template(messages, add_generation_prompt=True, tokenize=False)`.
     pub fn render_chat(&self, messages: &Value, add_generation_prompt: bool) -> Result<String> {
+        self.render_with_fuel(messages, add_generation_prompt, TEMPLATE_FUEL)
+    }
+
+    fn render_with_fuel(
+        &self,
+        messages: &Value,
+        add_generation_prompt: bool,
+        fuel: u64,
+    ) -> Result<String> {
         let template = self
             .template
             .as_deref()
             .ok_or_else(|| Error::model("the model directory has no chat template"))?;
         let mut env = minijinja::Environment::new();
+        // A template that loops without end runs out of fuel (an error) instead of hanging the
+        // caller: a 1000-turn chat renders with about 1/100 of it (tests/hostile_models.rs).
+        env.set_fuel(Some(fuel));
         // transformers: ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True) + loopcontrols.
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
@@ -253,5 +268,26 @@ mod tests {
         assert_eq!(s.push(b"\xffa"), "\u{fffd}a");
         assert_eq!(s.push(b"\xe2\x82"), "");
         assert_eq!(s.finish(), "\u{fffd}");
+    }
+
+    /// The fuel bound leaves room: both reference models' templates render a 1000-turn chat
+    /// with a hundredth of it.
+    #[test]
+    fn template_fuel_leaves_room_for_long_chats() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models");
+        let turn = |role: &str, text: &str| serde_json::json!({"role": role, "content": [{"type": "text", "text": text}]});
+        let mut msgs = vec![serde_json::json!({"role": "user", "content": [
+            {"type": "image"}, {"type": "text", "text": "What is this?"}]})];
+        for i in 0..1000 {
+            msgs.push(turn("assistant", &format!("Answer {i}.")));
+            msgs.push(turn("user", &format!("Question {i}?")));
+        }
+        for model in ["tiny-256m", "tiny-instruct"] {
+            let tok = Tokenizer::load(&root.join(model)).unwrap();
+            let text = tok
+                .render_with_fuel(&Value::Array(msgs.clone()), true, TEMPLATE_FUEL / 100)
+                .unwrap_or_else(|e| panic!("{model}: {e}"));
+            assert!(text.contains("Question 999?"), "{model}");
+        }
     }
 }

@@ -85,7 +85,8 @@ impl VisionModel {
             &format!("{emb}.position_embedding.weight"),
             &[cfg.num_patches(), d],
         )?;
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        // Grown as layers load (not sized from config.json, which may claim any count).
+        let mut layers = Vec::new();
         for l in 0..cfg.num_hidden_layers {
             let lp = format!("{prefix}.encoder.layers.{l}");
             layers.push(Layer {

@@ -4,8 +4,38 @@ use crate::error::{Error, Result};
 use serde_json::Value;
 use std::path::Path;
 
+/// Largest configuration file read (config.json and friends, a chat template): real ones are a
+/// few KiB to a few MiB (a tokenizer_config.json listing every added token).
+pub(crate) const MAX_CONFIG_BYTES: u64 = 64 << 20;
+
+/// Reads at most `limit` bytes of `path` as UTF-8; a larger file is an error (checked while
+/// reading, so a file that grows meanwhile is caught too), never a huge allocation.
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let hint = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let too_big = |n: u64| {
+        Error::model(format!(
+            "{}: {n} bytes is more than the {limit} bytes such a file may have",
+            path.display()
+        ))
+    };
+    if hint > limit {
+        return Err(too_big(hint));
+    }
+    let mut bytes = Vec::with_capacity(hint as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| Error::model(format!("{}: not UTF-8 text: {e}", path.display())))
+}
+
 pub(crate) fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = read_bounded(path, MAX_CONFIG_BYTES)?;
     serde_json::from_str(&text)
         .map_err(|e| Error::model(format!("{}: invalid JSON: {}", path.display(), e)))
 }
@@ -63,6 +93,14 @@ impl<'a> Fields<'a> {
                 .ok_or_else(|| self.err(key, &format!("must be a number, found {v}"))),
             None => Ok(default),
         }
+    }
+    /// A number ≥ 0 (an epsilon: a negative one makes every norm NaN).
+    pub(super) fn non_negative(&self, key: &str, default: f64) -> Result<f64> {
+        let x = self.f64(key, default)?;
+        if x < 0.0 {
+            return Err(self.err(key, &format!("must be >= 0, found {x}")));
+        }
+        Ok(x)
     }
     pub(super) fn bool(&self, key: &str, default: bool) -> Result<bool> {
         match self.get(key) {

@@ -11,7 +11,7 @@ mod fields;
 mod image_processor;
 
 use fields::{ids, Fields};
-pub(crate) use fields::{read_json, read_json_opt};
+pub(crate) use fields::{read_bounded, read_json, read_json_opt, MAX_CONFIG_BYTES};
 pub(crate) use image_processor::{load_image_processor_config, ImageProcessorConfig};
 
 /// `vision_config` (Idefics3VisionConfig): the SigLIP encoder.
@@ -190,7 +190,7 @@ fn text_config(f: &Fields, is_vlm: bool) -> Result<TextConfig> {
         num_attention_heads,
         num_key_value_heads,
         head_dim,
-        rms_norm_eps: f.f64("rms_norm_eps", eps_default)? as f32,
+        rms_norm_eps: f.non_negative("rms_norm_eps", eps_default)? as f32,
         rope_theta: rope_theta as f32,
         max_position_embeddings: f.positive("max_position_embeddings", Some(2048))?,
         vocab_size: f.positive("vocab_size", Some(32000))?,
@@ -216,7 +216,7 @@ fn vision_config(f: &Fields) -> Result<VisionConfig> {
         num_channels: f.positive("num_channels", Some(3))?,
         image_size: f.positive("image_size", Some(224))?,
         patch_size: f.positive("patch_size", Some(32))?,
-        layer_norm_eps: f.f64("layer_norm_eps", 1e-6)? as f32,
+        layer_norm_eps: f.non_negative("layer_norm_eps", 1e-6)? as f32,
     };
     if v.num_channels != 3 {
         return Err(f.err("num_channels", "must be 3"));
@@ -310,13 +310,23 @@ pub fn load_model_config(dir: &Path) -> Result<ModelConfig> {
         Some(g) => ids(g, "eos_token_id", &gen_path, "")?,
         None => vec![],
     };
+    let mut eos_file = &gen_path;
     if eos.is_empty() {
         eos = ids(&cfg, "eos_token_id", &path, "")?;
+        eos_file = &path;
     }
     if eos.is_empty() {
         if let Some(t) = cfg.get("text_config") {
             eos = ids(t, "eos_token_id", &path, "text_config")?;
         }
+    }
+    // An id the model cannot produce would never stop generation: a broken file, not a choice.
+    if let Some(&bad) = eos.iter().find(|&&id| id as usize >= text.vocab_size) {
+        return Err(Error::model(format!(
+            "{}: eos_token_id {bad} is outside the vocabulary (vocab_size {})",
+            eos_file.display(),
+            text.vocab_size
+        )));
     }
     Ok(ModelConfig {
         architecture,

@@ -48,7 +48,25 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
             .ok_or_else(|| {
                 Error::model(format!("{}: has no \"weight_map\" object", index.display()))
             })?;
-        let names: BTreeSet<&str> = map.values().filter_map(|f| f.as_str()).collect();
+        let mut names = BTreeSet::new();
+        for (tensor, file) in map {
+            let bad = |what: &str| {
+                Error::model(format!(
+                    "{}: weight_map[\"{tensor}\"] {what}, found {file}",
+                    index.display()
+                ))
+            };
+            let name = file.as_str().ok_or_else(|| bad("must be a file name"))?;
+            // Shards live in the model directory: no "..", no absolute path, no subdirectory.
+            let mut parts = Path::new(name).components();
+            let plain = matches!(parts.next(), Some(std::path::Component::Normal(_)))
+                && parts.next().is_none()
+                && !name.contains('\\');
+            if !plain {
+                return Err(bad("must name a file in the model directory"));
+            }
+            names.insert(name);
+        }
         if names.is_empty() {
             return Err(Error::model(format!(
                 "{}: weight_map is empty",
@@ -78,7 +96,7 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 impl WeightStore {
     pub fn open(dir: &Path) -> Result<WeightStore> {
-        let mut files = Vec::new();
+        let mut files: Vec<(PathBuf, Arc<Mmap>)> = Vec::new();
         let mut entries = HashMap::new();
         for path in weight_files(dir)? {
             let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
@@ -95,6 +113,13 @@ impl WeightStore {
             let base = map.as_ptr() as usize;
             let fi = files.len();
             for (name, view) in st.iter() {
+                if let Some(other) = entries.get(name).map(|e: &Entry| e.file) {
+                    return Err(Error::model(format!(
+                        "tensor {name} is in both {} and {}",
+                        files[other].0.display(),
+                        path.display()
+                    )));
+                }
                 // An unsupported dtype is tolerated until something asks for that tensor.
                 let dtype = dtype_of(view.dtype()).ok_or(view.dtype());
                 let data = view.data();
