@@ -23,6 +23,7 @@ extern crate accelerate_src;
 #[cfg(not(any(target_os = "macos", target_os = "ios")))]
 extern crate openblas_src;
 
+mod buffers;
 mod config;
 mod connector;
 mod decode;

@@ -1,6 +1,7 @@
 //! Llama decoder as transformers' `LlamaModel` (modeling_llama.py): RMSNorm, RoPE (rotate_half),
 //! GQA attention with a KV cache, SwiGLU MLP; logits from `lm_head` or the tied embeddings.
 
+use crate::buffers::fit;
 use crate::config::TextConfig;
 use crate::error::{Error, Result};
 use crate::kernels::{self, AttnShape, Epilogue, Exec};
@@ -173,8 +174,7 @@ impl TextModel {
     /// Embedding rows for `ids` → `out` = [ids.len(), hidden].
     pub fn embed(&self, ids: &[u32], out: &mut Vec<f32>) -> Result<()> {
         let h = self.cfg.hidden_size;
-        out.clear();
-        out.resize(ids.len() * h, 0.0);
+        fit(out, ids.len() * h, "the prompt's embeddings")?;
         let view = self.embed.view();
         for (i, &id) in ids.iter().enumerate() {
             if id as usize >= self.cfg.vocab_size {
@@ -253,17 +253,14 @@ impl TextModel {
         let pos0 = cache.len;
         cache.reserve(pos0 + rows)?;
         // Every buffer is overwritten before it is read; only its length matters.
-        let fit = |v: &mut Vec<f32>, n: usize| {
-            v.truncate(n);
-            v.resize(n, 0.0);
-        };
-        fit(&mut ws.h, rows * h);
-        fit(&mut ws.q, rows * qd);
-        fit(&mut ws.a, rows * qd);
-        fit(&mut ws.k, rows * kvd);
-        fit(&mut ws.v, rows * kvd);
-        fit(&mut ws.g, rows * inter);
-        fit(&mut ws.u, rows * inter);
+        let what = "the decoder activations";
+        fit(&mut ws.h, rows * h, what)?;
+        fit(&mut ws.q, rows * qd, what)?;
+        fit(&mut ws.a, rows * qd, what)?;
+        fit(&mut ws.k, rows * kvd, what)?;
+        fit(&mut ws.v, rows * kvd, what)?;
+        fit(&mut ws.g, rows * inter, what)?;
+        fit(&mut ws.u, rows * inter, what)?;
         self.rope_tables(rows, pos0, &mut ws.cos, &mut ws.sin);
         let shape = AttnShape {
             t_q: rows,
@@ -338,9 +335,9 @@ impl TextModel {
         }
         cache.len = pos0 + rows;
         let last = &x[(rows - 1) * h..rows * h];
-        fit(normed, h);
+        fit(normed, h, "the final norm")?;
         kernels::rms_norm(ex.isa, last, h, &self.norm, c.rms_norm_eps, normed);
-        fit(logits, c.vocab_size);
+        fit(logits, c.vocab_size, "the logits")?;
         kernels::linear(
             ex,
             normed,

@@ -1,6 +1,7 @@
 //! SigLIP vision encoder as `Idefics3VisionTransformer` (modeling_idefics3.py): patch conv,
 //! learned position embeddings, pre-LN encoder blocks, post-LayerNorm.
 
+use crate::buffers::fit;
 use crate::config::VisionConfig;
 use crate::error::{Error, Result};
 use crate::kernels::{self, AttnShape, Epilogue, Exec};
@@ -29,12 +30,6 @@ pub(crate) struct VisionBuffers {
     v: Vec<f32>,
     a: Vec<f32>,
     f: Vec<f32>,
-}
-
-/// `v` holding exactly n values (contents are overwritten before they are read).
-fn fit(v: &mut Vec<f32>, n: usize) -> &mut Vec<f32> {
-    v.resize(n, 0.0);
-    v
 }
 
 pub(crate) struct VisionModel {
@@ -150,7 +145,8 @@ impl VisionModel {
         } = bufs;
         let rows = n * np;
         let inter = c.intermediate_size;
-        let cols = fit(cols, rows * kdim);
+        let what = "the vision activations";
+        let cols = fit(cols, rows * kdim, what)?;
         for t in 0..n {
             let tile = &tiles[t * 3 * s * s..(t + 1) * 3 * s * s];
             for py in 0..side {
@@ -165,19 +161,19 @@ impl VisionModel {
                 }
             }
         }
-        let x = fit(x, rows * d);
+        let x = fit(x, rows * d, what)?;
         kernels::linear(ex, cols, rows, &self.patch.0, Some(&self.patch.1), x);
         // Full tiles: the bucketized position ids are the identity.
         for t in 0..n {
             kernels::add_in_place(&mut x[t * np * d..(t + 1) * np * d], &self.pos);
         }
 
-        let (h, f) = (fit(h, rows * d), fit(f, rows * inter));
+        let (h, f) = (fit(h, rows * d, what)?, fit(f, rows * inter, what)?);
         let (q, k, v, a) = (
-            fit(q, rows * d),
-            fit(k, rows * d),
-            fit(v, rows * d),
-            fit(a, rows * d),
+            fit(q, rows * d, what)?,
+            fit(k, rows * d, what)?,
+            fit(v, rows * d, what)?,
+            fit(a, rows * d, what)?,
         );
         let shape = AttnShape {
             t_q: np,
