@@ -404,6 +404,11 @@ void smolvlm_generate_params_default(struct smolvlm_generate_params *out);
  * `params` may be NULL for defaults. On success `*out` receives a model to release with
  * smolvlm_model_free. Thread-safe.
  *
+ * The weights are memory-mapped, not copied, and their sizes are checked here. A weights file
+ * truncated or rewritten in place by another process while the model is loaded is undefined
+ * (reading a page past its new end raises SIGBUS): replace such files by writing a new file and
+ * renaming it over the old one, which leaves the loaded model its own copy.
+ *
  * # Safety
  * `model_dir` is a NUL-terminated string; `params` is NULL or a valid params struct; `out` is
  * a writable pointer.

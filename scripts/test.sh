@@ -47,3 +47,7 @@ prefix="$PWD/target/c-tests/prefix"
 
 # One example per language (examples/README.md), built against the install, against the CLI.
 PY="$PY" bash scripts/examples-test.sh
+
+# Fuzzing (libFuzzer + ASan, nightly toolchain; skipped with a message without one): each of the
+# five targets of fuzz/ for 60 s from its committed seeds.
+bash scripts/fuzz.sh

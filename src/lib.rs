@@ -30,6 +30,8 @@ mod decode;
 mod error;
 #[allow(non_camel_case_types)]
 mod ffi;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod kernels;
 mod kv_cache;
 mod log;

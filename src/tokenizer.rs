@@ -165,6 +165,17 @@ impl Tokenizer {
         self.render_with_fuel(messages, add_generation_prompt, TEMPLATE_FUEL)
     }
 
+    /// Renders another template with this tokenizer's special tokens (for the fuzz targets).
+    #[cfg(feature = "fuzzing")]
+    pub fn render_template(
+        &self,
+        template: &str,
+        messages: &Value,
+        add_gen: bool,
+    ) -> Result<String> {
+        self.render_source(template, messages, add_gen, TEMPLATE_FUEL)
+    }
+
     fn render_with_fuel(
         &self,
         messages: &Value,
@@ -175,9 +186,19 @@ impl Tokenizer {
             .template
             .as_deref()
             .ok_or_else(|| Error::model("the model directory has no chat template"))?;
+        self.render_source(template, messages, add_generation_prompt, fuel)
+    }
+
+    fn render_source(
+        &self,
+        template: &str,
+        messages: &Value,
+        add_generation_prompt: bool,
+        fuel: u64,
+    ) -> Result<String> {
         let mut env = minijinja::Environment::new();
         // A template that loops without end runs out of fuel (an error) instead of hanging the
-        // caller: a 1000-turn chat renders with about 1/100 of it (tests/hostile_models.rs).
+        // caller: a 1000-turn chat renders with 1/100 of it (template_fuel_leaves_room_for_long_chats).
         env.set_fuel(Some(fuel));
         // transformers: ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True) + loopcontrols.
         env.set_trim_blocks(true);

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-struct Entry {
+pub(crate) struct Entry {
     file: usize,
     /// `Err` holds the file's dtype when it is one this crate does not read.
     dtype: std::result::Result<DType, Dtype>,
@@ -94,6 +94,35 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
+/// The tensors of one safetensors file held in `bytes` (offsets into `bytes`), validated by the
+/// safetensors crate: header length and JSON, offsets within the data, no overlaps, shape ×
+/// dtype = byte length.
+pub(crate) fn entries_of(bytes: &[u8], path: &Path) -> Result<Vec<(String, Entry)>> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| {
+        Error::model(format!(
+            "{}: not a valid safetensors file: {}",
+            path.display(),
+            e
+        ))
+    })?;
+    let base = bytes.as_ptr() as usize;
+    Ok(st
+        .iter()
+        .map(|(name, view)| {
+            let data = view.data();
+            let entry = Entry {
+                file: 0,
+                // An unsupported dtype is tolerated until something asks for that tensor.
+                dtype: dtype_of(view.dtype()).ok_or(view.dtype()),
+                shape: view.shape().to_vec(),
+                start: data.as_ptr() as usize - base,
+                len: data.len(),
+            };
+            (name.to_string(), entry)
+        })
+        .collect())
+}
+
 impl WeightStore {
     pub fn open(dir: &Path) -> Result<WeightStore> {
         let mut files: Vec<(PathBuf, Arc<Mmap>)> = Vec::new();
@@ -103,41 +132,48 @@ impl WeightStore {
             // SAFETY: the map is read-only and private to this process; a file truncated or
             // rewritten by another process while mapped is outside what any mmap loader can guard.
             let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
-            let st = SafeTensors::deserialize(&map).map_err(|e| {
-                Error::model(format!(
-                    "{}: not a valid safetensors file: {}",
-                    path.display(),
-                    e
-                ))
-            })?;
-            let base = map.as_ptr() as usize;
             let fi = files.len();
-            for (name, view) in st.iter() {
-                if let Some(other) = entries.get(name).map(|e: &Entry| e.file) {
+            for (name, mut entry) in entries_of(&map, &path)? {
+                if let Some(other) = entries.get(&name).map(|e: &Entry| e.file) {
                     return Err(Error::model(format!(
                         "tensor {name} is in both {} and {}",
                         files[other].0.display(),
                         path.display()
                     )));
                 }
-                // An unsupported dtype is tolerated until something asks for that tensor.
-                let dtype = dtype_of(view.dtype()).ok_or(view.dtype());
-                let data = view.data();
-                entries.insert(
-                    name.to_string(),
-                    Entry {
-                        file: fi,
-                        dtype,
-                        shape: view.shape().to_vec(),
-                        start: data.as_ptr() as usize - base,
-                        len: data.len(),
-                    },
-                );
+                entry.file = fi;
+                entries.insert(name, entry);
             }
-            drop(st);
             files.push((path, Arc::new(map)));
         }
         Ok(WeightStore { files, entries })
+    }
+
+    /// A store over one safetensors file held in memory (copied into an anonymous map), with
+    /// the checks `open` makes; for the fuzz targets.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<WeightStore> {
+        let path = PathBuf::from("fuzz.safetensors");
+        let mut anon =
+            memmap2::MmapMut::map_anon(bytes.len().max(1)).map_err(|e| Error::io(&path, e))?;
+        anon[..bytes.len()].copy_from_slice(bytes);
+        let map = anon.make_read_only().map_err(|e| Error::io(&path, e))?;
+        let entries = entries_of(&map[..bytes.len()], &path)?
+            .into_iter()
+            .collect();
+        Ok(WeightStore {
+            files: vec![(path, Arc::new(map))],
+            entries,
+        })
+    }
+
+    /// Every tensor's name and shape.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn shapes(&self) -> Vec<(String, Vec<usize>)> {
+        self.entries
+            .iter()
+            .map(|(n, e)| (n.clone(), e.shape.clone()))
+            .collect()
     }
 
     pub fn contains(&self, name: &str) -> bool {

@@ -1,0 +1,46 @@
+//! Entry points for the fuzz targets (`fuzz/`, built with the `fuzzing` feature): every parser
+//! and preprocessing step that takes untrusted bytes, callable without the rest of a load.
+//! Each returns the library's own `Result`; a panic, a crash or a hang is the finding.
+
+use crate::error::Result;
+use crate::weights::WeightStore;
+use crate::{Model, Request};
+use std::path::Path;
+
+/// Parses `bytes` as a safetensors file and reads every tensor of a supported dtype as f32,
+/// through the same checks and views a model load uses. Returns the number of values read.
+pub fn safetensors(bytes: &[u8]) -> Result<usize> {
+    let store = WeightStore::from_bytes(bytes)?;
+    let mut n = 0;
+    for (name, shape) in store.shapes() {
+        if let Ok(t) = store.get(&name, &shape) {
+            // Bounded, so a valid huge tensor cannot exhaust the fuzzer's memory.
+            if t.numel() <= 1 << 20 {
+                n += t.to_f32_vec().len();
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Loads the configuration files of the model directory `dir` (config.json,
+/// generation_config.json, preprocessor/processor_config.json) as a model load does.
+pub fn model_config(dir: &Path) -> Result<()> {
+    let cfg = crate::config::load_model_config(dir)?;
+    if let Some(v) = &cfg.vision {
+        crate::config::load_image_processor_config(dir, v)?;
+    }
+    Ok(())
+}
+
+/// Everything before the model runs: the chat template rendered over `req`'s messages, the
+/// prompt tokenized, each image resized, split and normalised. Returns the prompt length.
+pub fn prompt(m: &Model, req: &Request) -> Result<usize> {
+    Ok(crate::prompt::prepare(m, req)?.ids.len())
+}
+
+/// Renders `template` (a Jinja chat template) over `messages` as the model's template would be,
+/// with the same sandbox, fuel and special tokens as `m`'s.
+pub fn render_template(m: &Model, template: &str, messages: &serde_json::Value) -> Result<String> {
+    m.tokenizer.render_template(template, messages, true)
+}
