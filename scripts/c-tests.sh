@@ -201,7 +201,7 @@ cc "${CFLAGS[@]}" examples/c/dropin_cli.c $(pkg-config --cflags smolvlm) "$OUT/p
 
 # 7. valgrind on dropin_repeat (100 × load → generate → free; it checks its own output: text
 #    returned, pieces = text, same text each run): no errors, nothing definitely lost. Natively,
-#    the same 100 cycles must keep resident memory within 5 % of where it is after 10.
+#    the same 100 cycles must keep resident memory within 5 % of where it is after 20.
 "$OUT/dropin_repeat" $MODEL $IMAGE 100
 if command -v valgrind >/dev/null 2>&1; then
   rc=0
