@@ -244,13 +244,15 @@ impl VisionModel {
                 c.layer_norm_eps,
                 h,
             );
-            let act = Epilogue {
-                bias: Some(&layer.fc1.1),
-                gelu: true,
-                ..Epilogue::default()
-            };
-            kernels::linear_with(ex, h, rows, &layer.fc1.0, act, f, &mut []);
-            kernels::linear_with(ex, f, rows, &layer.fc2.0, residual(&layer.fc2.1), x, h);
+            kernels::mlp_gelu_residual(
+                ex,
+                h,
+                rows,
+                (&layer.fc1.0, &layer.fc1.1),
+                (&layer.fc2.0, &layer.fc2.1),
+                x,
+                f,
+            );
         }
         kernels::layer_norm(
             ex.isa,

@@ -57,12 +57,17 @@ pub(crate) fn attention<'a>(
     };
     let blocks = ColumnBlocks::new(out, s.t_q, s.n_heads * d, ldo);
     #[cfg(target_arch = "x86_64")]
+    let native = super::native_bf16_for(isa);
+    #[cfg(target_arch = "x86_64")]
     let softmax_bf16 = |i: usize, row: &[f32], p: &mut [u16]| {
         let visible = match s.causal_offset {
             Some(o) => (o + i + 1).min(s.t_kv),
             None => s.t_kv,
         };
-        let inv = simd.softmax_scaled_bf16(&row[..visible], scale, &mut p[..visible]);
+        let inv = match native {
+            Some(n) => n.softmax_scaled_bf16(&row[..visible], scale, &mut p[..visible]),
+            None => simd.softmax_scaled_bf16(&row[..visible], scale, &mut p[..visible]),
+        };
         p[visible..].fill(0);
         inv
     };

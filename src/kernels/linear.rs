@@ -88,6 +88,55 @@ pub(crate) fn linear_with(
     finish(ex.isa, e, n, res, Some(out));
 }
 
+/// The vision MLP with its residual: out += gelu(x·w1ᵀ + b1)·w2ᵀ + b2, w1 [i, k], w2 [n, i].
+/// `mid` ([m, i]) holds the intermediate activations; on AMX in the bf16 mode they go there
+/// already rounded and packed for the second product (the same values that product would
+/// pack), so they are neither transposed into rows nor packed again. Once the first product
+/// has read x, it may serve as the second's spare room (see [`linear_with`]).
+pub(crate) fn mlp_gelu_residual(
+    ex: Exec,
+    x: &mut [f32],
+    m: usize,
+    (w1, b1): (&Tensor, &[f32]),
+    (w2, b2): (&Tensor, &[f32]),
+    out: &mut [f32],
+    mid: &mut [f32],
+) {
+    let act = Epilogue {
+        bias: Some(b1),
+        gelu: true,
+        accumulate: false,
+    };
+    let residual = Epilogue {
+        bias: Some(b2),
+        gelu: false,
+        accumulate: true,
+    };
+    let (inter, k) = (w1.shape[0], w1.numel() / w1.shape[0].max(1));
+    #[cfg(target_arch = "x86_64")]
+    if let (View::BF16(a), View::BF16(b), true, Some(t)) = (
+        w1.view(),
+        w2.view(),
+        ex.bf16 && m > MATVEC_MAX_ROWS,
+        amx_for(ex.isa),
+    ) {
+        let packed: &mut [u32] = bytemuck::cast_slice_mut(&mut *mid);
+        if packed.len() >= amx::packed_len(m, inter)
+            && x.len() == m * k
+            && b.len() == w2.shape[0] * inter
+            && out.len() == m * w2.shape[0]
+            && b1.len() == inter
+            && b2.len() == w2.shape[0]
+        {
+            amx::gemm_to_packed(t, ex.scratch, x, m, k, a, act, packed);
+            let e = residual;
+            return amx::gemm_packed(t, ex.scratch, packed, m, inter, [(b, out, e)]);
+        }
+    }
+    linear_with(ex, x, m, w1, act, mid, &mut []);
+    linear_with(ex, mid, m, w2, residual, out, x);
+}
+
 fn product(ex: Exec, x: &[f32], m: usize, k: usize, w: &Tensor, n: usize, out: &mut [f32]) {
     match w.view() {
         View::BF16(wb) if ex.bf16 => linear_bf16(ex, x, m, k, wb, n, out),

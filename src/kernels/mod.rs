@@ -27,7 +27,7 @@ use rayon::prelude::*;
 pub(crate) use attention::{attention, AttnShape};
 pub(crate) use blas::sgemm;
 pub use dispatch::{system_info, Isa, Precision};
-pub(crate) use linear::{linear, linear_fused, linear_with, Epilogue};
+pub(crate) use linear::{linear, linear_fused, linear_with, mlp_gelu_residual, Epilogue};
 pub(crate) use scratch::Scratch;
 
 /// What a kernel call needs besides its operands: the variant to run, the numeric mode

@@ -146,27 +146,122 @@ pub(crate) fn gemm_parts<const N: usize>(
     x: &[f32],
     m: usize,
     k: usize,
-    mut parts: [(&[bf16], &mut [f32], Epilogue); N],
+    parts: [(&[bf16], &mut [f32], Epilogue); N],
 ) {
     assert_eq!(x.len(), m * k, "amx gemm input size");
+    if m == 0 || k == 0 {
+        return;
+    }
+    let kq = k.next_multiple_of(KS) / 2;
+    scratch.with_shared(|xbuf| {
+        let xp = take_u32(xbuf, m.div_ceil(XB) * 2 * kq * 16);
+        pack_rows(amx, x, m, k, xp);
+        run_parts(
+            amx,
+            scratch,
+            xp,
+            m,
+            k,
+            parts.map(|(w, o, e)| (w, Dest::Rows(o), e)),
+        );
+    });
+}
+
+/// As [`gemm_parts`] with x already packed (by [`gemm_to_packed`]): `xp` holds
+/// [`packed_len`](m, k) values.
+pub(crate) fn gemm_packed<const N: usize>(
+    amx: Amx,
+    scratch: &Scratch,
+    xp: &[u32],
+    m: usize,
+    k: usize,
+    parts: [(&[bf16], &mut [f32], Epilogue); N],
+) {
+    assert!(xp.len() >= packed_len(m, k), "amx gemm packed input size");
+    if m == 0 || k == 0 {
+        return;
+    }
+    run_parts(
+        amx,
+        scratch,
+        xp,
+        m,
+        k,
+        parts.map(|(w, o, e)| (w, Dest::Rows(o), e)),
+    );
+}
+
+/// x · wᵀ through `e` (bias, GELU; no accumulation), w [n, k], written as the packed
+/// activations of a next product of depth n: `out` holds at least [`packed_len`](m, n) values.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_to_packed(
+    amx: Amx,
+    scratch: &Scratch,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: &[bf16],
+    e: Epilogue,
+    out: &mut [u32],
+) {
+    assert_eq!(x.len(), m * k, "amx gemm input size");
+    let n = w.len() / k.max(1);
+    assert!(
+        !e.accumulate && out.len() >= packed_len(m, n),
+        "amx packed output"
+    );
+    if m == 0 || k == 0 || n == 0 {
+        return;
+    }
+    let kq = k.next_multiple_of(KS) / 2;
+    scratch.with_shared(|xbuf| {
+        let xp = take_u32(xbuf, m.div_ceil(XB) * 2 * kq * 16);
+        pack_rows(amx, x, m, k, xp);
+        run_parts(amx, scratch, xp, m, k, [(w, Dest::Packed(out), e)]);
+    });
+}
+
+/// The u32 count of m activation rows of depth k packed for the tiles: whole 32-row pairs of
+/// blocks, k padded to whole tiles.
+pub(crate) fn packed_len(m: usize, k: usize) -> usize {
+    m.div_ceil(XB) * 2 * (k.next_multiple_of(KS) / 2) * 16
+}
+
+fn pack_rows(amx: Amx, x: &[f32], m: usize, k: usize, xp: &mut [u32]) {
+    let kq = k.next_multiple_of(KS) / 2;
+    xp.par_chunks_mut(kq * 16)
+        .enumerate()
+        .for_each(|(b, blk)| pack_x(amx.1, x, k, m, k, b * 16, kq, blk));
+}
+
+/// Where a part's results go.
+enum Dest<'a> {
+    Rows(&'a mut [f32]),
+    Packed(&'a mut [u32]),
+}
+
+fn run_parts<const N: usize>(
+    amx: Amx,
+    scratch: &Scratch,
+    xp: &[u32],
+    m: usize,
+    k: usize,
+    mut parts: [(&[bf16], Dest, Epilogue); N],
+) {
     let ns: [usize; N] = std::array::from_fn(|i| parts[i].0.len() / k.max(1));
     for (i, (w, o, e)) in parts.iter().enumerate() {
-        assert!(
-            w.len() == ns[i] * k && o.len() == m * ns[i],
-            "amx gemm sizes"
-        );
+        let fits = match o {
+            Dest::Rows(o) => o.len() == m * ns[i],
+            Dest::Packed(o) => o.len() >= packed_len(m, ns[i]),
+        };
+        assert!(w.len() == ns[i] * k && fits, "amx gemm sizes");
         assert!(
             e.bias.is_none_or(|b| b.len() == ns[i]),
             "amx gemm bias size"
         );
     }
-    if m == 0 || k == 0 {
-        return;
-    }
     let kpad = k.next_multiple_of(KS);
-    let kq = kpad / 2;
-    let xblocks = m.div_ceil(XB) * 2;
-    let pairs = xblocks / 2;
+    let pairs = m.div_ceil(XB);
     // Tasks: activation chunks of ≤ TASK_PAIRS pairs × per-part runs of `per` weight blocks,
     // `per` as large as TASK_BLOCKS allows while the pool still gets about 4 tasks per thread.
     let blocks: [usize; N] = std::array::from_fn(|i| ns[i].div_ceil(WB));
@@ -180,51 +275,50 @@ pub(crate) fn gemm_parts<const N: usize>(
         .clamp(1, TASK_BLOCKS);
     let runs: [usize; N] = std::array::from_fn(|i| blocks[i].div_ceil(per));
     let per_chunk: usize = runs.iter().sum();
-    let mut ptrs = [std::ptr::null_mut::<f32>(); N];
-    for (p, (_, o, _)) in ptrs.iter_mut().zip(parts.iter_mut()) {
-        *p = o.as_mut_ptr();
-    }
-    // From here on the outputs are written only through these pointers.
-    let outs: [Out; N] = std::array::from_fn(|i| Out {
-        ptr: ptrs[i],
-        m,
-        n: ns[i],
-        ld: ns[i],
+    // From here on the outputs are written only through these.
+    let outs: [Out; N] = std::array::from_fn(|i| match &mut parts[i].1 {
+        Dest::Rows(o) => Out {
+            ptr: o.as_mut_ptr(),
+            m,
+            n: ns[i],
+            ld: ns[i],
+            packed: None,
+        },
+        Dest::Packed(o) => Out {
+            ptr: o.as_mut_ptr() as *mut f32,
+            m,
+            n: ns[i],
+            ld: 0,
+            packed: Some((amx.1, ns[i].next_multiple_of(KS) / 2)),
+        },
     });
     let ws: [&[bf16]; N] = std::array::from_fn(|i| parts[i].0);
     let es: [Epilogue; N] = std::array::from_fn(|i| parts[i].2);
-    scratch.with_shared(|xbuf| {
-        let xp = take_u32(xbuf, xblocks * kq * 16);
-        xp.par_chunks_mut(kq * 16)
-            .enumerate()
-            .for_each(|(b, blk)| pack_x(amx.1, x, k, m, k, b * 16, kq, blk));
-        let xp = &*xp;
-        let (outs, ws, es) = (&outs, &ws, &es);
-        (0..pchunks * per_chunk).into_par_iter().for_each(|t| {
-            let (pc, mut run) = (t / per_chunk, t % per_chunk);
-            let mut part = 0;
-            while run >= runs[part] {
-                run -= runs[part];
-                part += 1;
-            }
-            let t = Task {
-                blocks: run * per..((run + 1) * per).min(blocks[part]),
-                pairs: pc * per_pchunk..((pc + 1) * per_pchunk).min(pairs),
-            };
-            scratch.with(|slot| {
-                let tiles = Tiles::config(amx);
-                task(
-                    &tiles,
-                    ws[part],
-                    ns[part],
-                    k,
-                    kpad,
-                    xp,
-                    &t,
-                    (&outs[part], &es[part]),
-                    slot,
-                );
-            });
+    let (outs, ws, es) = (&outs, &ws, &es);
+    (0..pchunks * per_chunk).into_par_iter().for_each(|t| {
+        let (pc, mut run) = (t / per_chunk, t % per_chunk);
+        let mut part = 0;
+        while run >= runs[part] {
+            run -= runs[part];
+            part += 1;
+        }
+        let t = Task {
+            blocks: run * per..((run + 1) * per).min(blocks[part]),
+            pairs: pc * per_pchunk..((pc + 1) * per_pchunk).min(pairs),
+        };
+        scratch.with(|slot| {
+            let tiles = Tiles::config(amx);
+            task(
+                &tiles,
+                ws[part],
+                ns[part],
+                k,
+                kpad,
+                xp,
+                &t,
+                (&outs[part], &es[part]),
+                slot,
+            );
         });
     });
 }

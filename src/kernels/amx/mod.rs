@@ -231,13 +231,16 @@ fn pack_x(
     }
 }
 
-/// A row-major out [m, n] filled by several tasks, each its own (rows, columns) block.
+/// A row-major out [m, n] filled by several tasks, each its own (rows, columns) block; or,
+/// with `packed`, the next product's packed activations (as [`pack_x`] lays them out, kq
+/// pairs per 16-row block) instead.
 struct Out {
     ptr: *mut f32,
     m: usize,
     n: usize,
     /// Row stride.
     ld: usize,
+    packed: Option<(Avx512Bf16, usize)>,
 }
 
 // SAFETY: tasks write disjoint blocks (own weight block × own activation rows).
@@ -254,6 +257,25 @@ impl Out {
     unsafe fn put(&self, t: Avx512, c: &[f32; 1024], j0: usize, r0: usize, e: &Epilogue) {
         for (q, tile) in c.chunks_exact(256).enumerate() {
             let (jb, rb) = (j0 + 16 * (q / 2), r0 + 16 * (q % 2));
+            if let Some((b, kq)) = self.packed {
+                let tile: &[f32; 256] = tile.try_into().expect("256-float tile");
+                // Every block of 16 rows the next product reads (rows past m included) and
+                // every pair below its kq (features past n as zeros) is written by some task.
+                let at = (rb / 16) * kq * 16 + (jb / 2) * 16;
+                // SAFETY: this block's pairs jb/2..jb/2 + 8 of row block rb/16 belong to this
+                // task alone (the caller's contract); the buffer was sized for all blocks.
+                let dst =
+                    unsafe { std::slice::from_raw_parts_mut((self.ptr as *mut u32).add(at), 128) };
+                let rows = self.n.saturating_sub(jb);
+                b.put_packed(
+                    tile,
+                    dst,
+                    rows,
+                    e.bias.map(|v| &v[jb.min(v.len())..]),
+                    e.gelu,
+                );
+                continue;
+            }
             let (rows, cols) = (self.n.saturating_sub(jb), self.m.saturating_sub(rb));
             if rows == 0 || cols == 0 {
                 continue;
@@ -280,7 +302,7 @@ mod attention;
 mod gemm;
 
 pub(crate) use attention::{attention_head, Head};
-pub(crate) use gemm::gemm_parts;
+pub(crate) use gemm::{gemm_packed, gemm_parts, gemm_to_packed, packed_len};
 
 #[cfg(test)]
 mod tests {

@@ -237,6 +237,61 @@ impl Avx512Bf16 {
         // SAFETY: the token proves AVX-512F and AVX512_BF16; the assert bounds every access.
         unsafe { pack16(x.as_ptr(), ldx, k, out.as_mut_ptr()) }
     }
+
+    /// Writes a 16×16 f32 result tile `t` of an AMX product (row i = output feature i, column
+    /// c = activation row c) through bias and GELU as the next product's packed activations:
+    /// out[p·16 + c] = bf16(y(2p, c)) | bf16(y(2p + 1, c)) << 16 for p < 8, where y(i, c) =
+    /// gelu(t[i·16 + c] + bias[i]) for features i < rows and 0 past them (the next product's
+    /// zero padding of k). The same values, rounded the same way, as an f32 store followed by
+    /// [`Avx512Bf16::pack16`]; no transpose is needed, since a feature pair is a row pair.
+    pub(crate) fn put_packed(
+        self,
+        t: &[f32; 256],
+        out: &mut [u32],
+        rows: usize,
+        bias: Option<&[f32]>,
+        gelu: bool,
+    ) {
+        let rows = rows.min(16);
+        assert!(out.len() >= 128 && bias.is_none_or(|b| b.len() >= rows));
+        // SAFETY: the token proves AVX-512F/BW and AVX512_BF16; the assert bounds out and bias.
+        unsafe { put_packed(t, out.as_mut_ptr(), rows, bias, gelu) }
+    }
+}
+
+/// # Safety
+/// AVX-512F/BW and AVX512_BF16; out valid for 128 u32 writes, bias (if any) for `rows` reads.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn put_packed(t: &[f32; 256], out: *mut u32, rows: usize, bias: Option<&[f32]>, gelu: bool) {
+    // Word 2c takes the even feature's value of column c (low half of the conversion), word
+    // 2c + 1 the odd one's (high half).
+    let idx: [u16; 32] = std::array::from_fn(|w| ((w % 2) * 16 + w / 2) as u16);
+    // SAFETY: idx holds 32 u16.
+    let idx = unsafe { _mm512_loadu_si512(idx.as_ptr() as *const _) };
+    let row = |i: usize| {
+        if i >= rows {
+            return _mm512_setzero_ps();
+        }
+        // SAFETY: row i < 16 of the tile; bias holds ≥ rows floats (the caller's contract).
+        let mut v = unsafe { _mm512_loadu_ps(t.as_ptr().add(16 * i)) };
+        if let Some(b) = bias {
+            v = _mm512_add_ps(v, _mm512_set1_ps(b[i]));
+        }
+        if gelu {
+            v = gelu16(v);
+        }
+        v
+    };
+    for p in 0..8 {
+        let both = from_bh(_mm512_cvtne2ps_pbh(row(2 * p + 1), row(2 * p)));
+        // SAFETY: pair p < 8 of the 128 u32 the caller provides.
+        unsafe {
+            _mm512_storeu_si512(
+                out.add(16 * p) as *mut _,
+                _mm512_permutexvar_epi16(idx, both),
+            )
+        };
+    }
 }
 
 /// # Safety

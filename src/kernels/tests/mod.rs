@@ -379,4 +379,52 @@ fn fused_products_equal_separate_ones_in_every_variant_and_mode() {
     }
 }
 
+#[test]
+fn the_mlp_equals_its_two_products_in_every_variant_and_mode() {
+    let scratch = Scratch::new(rayon::current_num_threads());
+    // inter = 80 and m = 45: a partial weight block, a partial tile of the intermediate
+    // features (padding pairs must be zeros) and a partial 32-row pair of blocks; m = 77
+    // leaves a last 16-row block wholly past m.
+    let (k, inter, n) = (72usize, 80usize, 40usize);
+    let (w1, w2) = (
+        wave_weight(inter, k, 0.05, 0.3),
+        wave_weight(n, inter, 0.07, 0.9),
+    );
+    let (b1, b2) = (wave(inter, 0.7, 0.1), wave(n, 0.3, 0.2));
+    for isa in variants() {
+        for bf16 in [false, true] {
+            for m in [3usize, 45, 77] {
+                let ex = Exec {
+                    isa,
+                    bf16,
+                    scratch: &scratch,
+                };
+                let x = wave(m * k, 0.23, 0.7);
+                let resid = wave(m * n, 0.11, 0.5);
+                let mut mid = vec![f32::NAN; m * inter];
+                let act = Epilogue {
+                    bias: Some(&b1),
+                    gelu: true,
+                    ..Epilogue::default()
+                };
+                linear_with(ex, &x, m, &w1, act, &mut mid, &mut []);
+                let mut want = resid.clone();
+                let e = Epilogue {
+                    bias: Some(&b2),
+                    accumulate: true,
+                    ..Epilogue::default()
+                };
+                linear_with(ex, &mid, m, &w2, e, &mut want, &mut vec![0.0; m * n]);
+                // The intermediate buffer starts as NaNs: any value the packed path failed to
+                // write would show.
+                let (mut got, mut xs, mut mid) =
+                    (resid.clone(), x.clone(), vec![f32::NAN; m * inter]);
+                mlp_gelu_residual(ex, &mut xs, m, (&w1, &b1), (&w2, &b2), &mut got, &mut mid);
+                assert_eq!(got, want, "{isa:?} bf16={bf16} m={m}");
+                assert_ne!(got, resid);
+            }
+        }
+    }
+}
+
 mod attention;
