@@ -59,7 +59,7 @@ fn tiles_nn(
                 let a1 = &a[(32 * i + 16) * lda + s * KS..];
                 let b0 = &b[(2 * j) * kq * 16 + s * 256..];
                 let b1 = &b[(2 * j + 1) * kq * 16 + s * 256..];
-                tiles.step_on(a0, a1, lda, b0, b1);
+                tiles.step_on(a0, a1, lda, b0, b1, false);
             }
             // SAFETY: rows 32i..32i+32, columns 32j..32j+32 lie inside c (asserted above).
             unsafe { tiles.store_block(c.as_mut_ptr().add(32 * i * ldc + 32 * j), ldc) };

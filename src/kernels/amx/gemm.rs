@@ -101,6 +101,9 @@ fn task(
             let mut line = 0;
             for (pi, pair) in t.pairs.clone().enumerate() {
                 let (b0, b1) = (&xp[2 * pair * kq * 16..], &xp[(2 * pair + 1) * kq * 16..]);
+                // A last pair whose second block of 16 rows lies wholly past m (98 rows: 4
+                // pairs, the last holding 2) skips that block's products.
+                let half = pair * XB + 16 >= c.m;
                 let part: &mut [f32; 1024] = (&mut acc[(bi * np + pi) * 1024..][..1024])
                     .try_into()
                     .expect("1024-float block");
@@ -119,10 +122,10 @@ fn task(
                     }
                     let (b0, b1) = (&b0[s * 256..], &b1[s * 256..]);
                     if in_place && s >= whole {
-                        tiles.step_on(&tail[..], &tail[16 * KS..], KS, b0, b1);
+                        tiles.step_on(&tail[..], &tail[16 * KS..], KS, b0, b1, half);
                     } else {
                         let (ra, rb) = (&a[(s - s0) * KS..], &a[16 * sa + (s - s0) * KS..]);
-                        tiles.step_on(ra, rb, sa, b0, b1);
+                        tiles.step_on(ra, rb, sa, b0, b1, half);
                     }
                 }
                 if s1 < steps {

@@ -131,20 +131,44 @@ impl Tiles {
         };
     }
 
+    /// C0 += A0·B0 and C2 += A1·B0 only: [`Tiles::step`] for a B1 that holds no rows.
+    ///
+    /// # Safety
+    /// a0, a1 are valid for 16 rows of 64 bytes at stride sa; b0 for 1024 bytes.
+    unsafe fn step_b0(&self, a0: *const u8, a1: *const u8, sa: usize, b0: *const u8) {
+        // SAFETY: per this function's contract; tiles are configured.
+        unsafe {
+            asm!(
+                "tileloadd tmm4, [{a0} + {sa}*1]",
+                "tileloadd tmm6, [{b0} + {sb}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tileloadd tmm5, [{a1} + {sa}*1]",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                a0 = in(reg) a0,
+                a1 = in(reg) a1,
+                sa = in(reg) sa,
+                b0 = in(reg) b0,
+                sb = in(reg) 64usize,
+                options(nostack, readonly)
+            )
+        };
+    }
+
     /// [`Tiles::step`] on slices: the A tiles are 16 rows of 32 bf16 at stride `sa` from the
-    /// start of a0 and of a1, the B tiles the first 256 packed pairs of b0 and of b1.
-    fn step_on(&self, a0: &[bf16], a1: &[bf16], sa: usize, b0: &[u32], b1: &[u32]) {
+    /// start of a0 and of a1, the B tiles the first 256 packed pairs of b0 and of b1; with
+    /// `b0_only`, [`Tiles::step_b0`] (C1 and C3 are left as they are).
+    fn step_on(&self, a0: &[bf16], a1: &[bf16], sa: usize, b0: &[u32], b1: &[u32], b0_only: bool) {
         assert!(a0.len() >= 15 * sa + KS && a1.len() >= 15 * sa + KS);
         assert!(b0.len() >= 256 && b1.len() >= 256);
+        let (a0, a1) = (a0.as_ptr() as *const u8, a1.as_ptr() as *const u8);
+        let (b0, b1) = (b0.as_ptr() as *const u8, b1.as_ptr() as *const u8);
         // SAFETY: the asserts bound both A tiles and both B tiles.
         unsafe {
-            self.step(
-                a0.as_ptr() as *const u8,
-                a1.as_ptr() as *const u8,
-                2 * sa,
-                b0.as_ptr() as *const u8,
-                b1.as_ptr() as *const u8,
-            )
+            if b0_only {
+                self.step_b0(a0, a1, 2 * sa, b0)
+            } else {
+                self.step(a0, a1, 2 * sa, b0, b1)
+            }
         };
     }
 

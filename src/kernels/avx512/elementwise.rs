@@ -1,6 +1,6 @@
 //! The elementwise functions of `math.rs` compiled with AVX-512 enabled.
 
-use super::{Avx512, Avx512Bf16};
+use super::{mask16, Avx512, Avx512Bf16};
 use std::arch::x86_64::*;
 
 impl Avx512Bf16 {
@@ -205,35 +205,59 @@ fn softmax_bf16_body(
     out: &mut [u16],
     round: impl Fn(__m512) -> __m256i,
 ) -> f32 {
-    assert!(out.len() >= row.len());
+    let n = row.len();
+    assert!(out.len() >= n);
     let (p, q) = (row.as_ptr(), out.as_mut_ptr());
-    // SAFETY: the callers are compiled with AVX-512F/BW/VL; lanes() masks every load and
-    // store off at row.len() ≤ out.len().
+    // Whole chunks in named registers (an indexed array of chains went through the stack),
+    // then one masked tail.
+    // SAFETY: the callers are compiled with AVX-512F/BW/VL; every load and store below stays
+    // below n ≤ out.len(), the tails by their masks.
     unsafe {
         let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
         // Four chains, so the max runs at load speed rather than max latency.
-        let mut m = [ninf; 4];
-        for (j, (o, k)) in lanes(row.len()).enumerate() {
-            // lanes() masks off everything at or past row.len().
-            let v = _mm512_mask_loadu_ps(ninf, k, p.add(o));
-            m[j % 4] = _mm512_max_ps(v, m[j % 4]);
+        let (mut m0, mut m1, mut m2, mut m3) = (ninf, ninf, ninf, ninf);
+        let mut o = 0;
+        while o + 64 <= n {
+            m0 = _mm512_max_ps(m0, _mm512_loadu_ps(p.add(o)));
+            m1 = _mm512_max_ps(m1, _mm512_loadu_ps(p.add(o + 16)));
+            m2 = _mm512_max_ps(m2, _mm512_loadu_ps(p.add(o + 32)));
+            m3 = _mm512_max_ps(m3, _mm512_loadu_ps(p.add(o + 48)));
+            o += 64;
         }
-        let m = _mm512_max_ps(_mm512_max_ps(m[0], m[1]), _mm512_max_ps(m[2], m[3]));
+        while o < n {
+            let k = mask16(n - o);
+            m0 = _mm512_max_ps(m0, _mm512_mask_loadu_ps(ninf, k, p.add(o)));
+            o += 16;
+        }
+        let m = _mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3));
         // e^(v·scale − max·scale) = 2^(v·c − max·c) with c = scale·log2(e), one FMA per lane.
         let c = scale * std::f32::consts::LOG2_E;
         let (cv, mc) = (
             _mm512_set1_ps(c),
             _mm512_set1_ps(_mm512_reduce_max_ps(m) * c),
         );
-        let mut acc = [_mm512_setzero_ps(); 2];
-        for (j, (o, k)) in lanes(row.len()).enumerate() {
-            // lanes() masks off everything at or past row.len() ≤ out.len().
-            let v = _mm512_maskz_loadu_ps(k, p.add(o));
-            let e = pow2_nonpositive(_mm512_fmsub_ps(v, cv, mc));
-            acc[j % 2] = _mm512_mask_add_ps(acc[j % 2], k, acc[j % 2], e);
-            _mm256_mask_storeu_epi16(q.add(o) as *mut i16, k, round(e));
+        let exp = |v: __m512| pow2_nonpositive(_mm512_fmsub_ps(v, cv, mc));
+        let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        let mut o = 0;
+        while o + 32 <= n {
+            let (e0, e1) = (
+                exp(_mm512_loadu_ps(p.add(o))),
+                exp(_mm512_loadu_ps(p.add(o + 16))),
+            );
+            a0 = _mm512_add_ps(a0, e0);
+            a1 = _mm512_add_ps(a1, e1);
+            _mm256_storeu_si256(q.add(o) as *mut __m256i, round(e0));
+            _mm256_storeu_si256(q.add(o + 16) as *mut __m256i, round(e1));
+            o += 32;
         }
-        1.0 / _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]))
+        while o < n {
+            let k = mask16(n - o);
+            let e = exp(_mm512_maskz_loadu_ps(k, p.add(o)));
+            a0 = _mm512_mask_add_ps(a0, k, a0, e);
+            _mm256_mask_storeu_epi16(q.add(o) as *mut i16, k, round(e));
+            o += 16;
+        }
+        1.0 / _mm512_reduce_add_ps(_mm512_add_ps(a0, a1))
     }
 }
 
