@@ -325,3 +325,41 @@ fn run_parts<const N: usize>(
         });
     });
 }
+
+/// Development aid, not a claim (figures come from scripts/bench.sh): the ceiling of this
+/// file's tile step on one core with every operand in L1 (rotating over 28 KiB, so no load
+/// repeats its address), and of its products alone.
+/// `cargo test --release --features rate --lib amx_step_ceiling -- --nocapture`.
+#[cfg(all(test, feature = "rate"))]
+mod rate {
+    use super::*;
+
+    #[test]
+    fn amx_step_ceiling() {
+        let Some(amx) = Amx::new() else {
+            eprintln!("no AMX here: nothing measured");
+            return;
+        };
+        let a = vec![bf16::from_f32(0.5); 8 * 1024];
+        let b = vec![0x3f00_3f00u32; 8 * 512];
+        let tiles = Tiles::config(amx);
+        let n = 200_000;
+        for _ in 0..3 {
+            tiles.zero();
+            let t = std::time::Instant::now();
+            for i in 0..n {
+                let o = i % 7;
+                let (a0, b0) = (&a[o * 1024..], &b[o * 512..]);
+                tiles.step_on(a0, &a0[512..], 32, b0, &b0[256..], false);
+            }
+            let s = t.elapsed().as_secs_f64() / n as f64;
+            // Four products of 16×16×32 multiply-adds per step.
+            let flop = 4.0 * 16.0 * 16.0 * 32.0 * 2.0;
+            eprintln!(
+                "AMX 2×2 tile step, operands in L1: {:.1} ns per step, {:.0} GFLOP/s per core",
+                s * 1e9,
+                flop / s / 1e9
+            );
+        }
+    }
+}
