@@ -220,26 +220,42 @@ else
   exit 1
 fi
 
-# 8. AddressSanitizer + UBSan (gcc's runtime): the C API tests, the conversation and cycle tests,
-#    100 drop-in cycles and the program written for the original engine, instrumented; any
+# 8. AddressSanitizer + UBSan, with gcc's runtime and with clang's (compiler-rt, Debian's
+#    libclang-rt-*-dev; installed here when missing): the C API tests, the conversation and cycle
+#    tests, 100 drop-in cycles and the program written for the original engine, instrumented; any
 #    report (a bad access, a leak at exit, undefined behaviour) fails.
+if ! command -v clang >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "c-tests: installing clang and its sanitizer runtime" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq clang >/dev/null
+  ver=$(clang --version | sed -n 's/.*clang version \([0-9]*\)\..*/\1/p' | head -1)
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "libclang-rt-$ver-dev" >/dev/null 2>&1 || true
+fi
+sanitizers=(gcc:cc)
+command -v clang >/dev/null 2>&1 && sanitizers+=(clang:clang)
+[ "${#sanitizers[@]}" -gt 1 ] || echo "c-tests: clang is not installed: sanitizers run with gcc's runtime only" >&2
 SAN=(-g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
 SANRUN=(env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=23 UBSAN_OPTIONS=print_stacktrace=1)
-cc "${CFLAGS[@]}" "${SAN[@]}" -D_POSIX_C_SOURCE=200809L tests/c/test_api.c -Ltarget/release -lsmolvlm -lpthread -lm \
-  -Wl,-rpath,"$PWD/target/release" -o "$OUT/asan_test_api"
-cc "${CFLAGS[@]}" "${SAN[@]}" -D_POSIX_C_SOURCE=200809L tests/c/test_chat.c -Ltarget/release -lsmolvlm -lpthread \
-  -Wl,-rpath,"$PWD/target/release" -o "$OUT/asan_test_chat"
-cc "${CFLAGS[@]}" "${SAN[@]}" -D_POSIX_C_SOURCE=200809L tests/c/test_cycles.c -Ltarget/release -lsmolvlm -lpthread \
-  -Wl,-rpath,"$PWD/target/release" -o "$OUT/asan_test_cycles"
-cc "${CFLAGS[@]}" "${SAN[@]}" tests/c/dropin_repeat.c -Ltarget/release -lsmolvlm -Wl,-rpath,"$PWD/target/release" \
-  -o "$OUT/asan_dropin_repeat"
-cc "${SAN[@]}" -Iinclude/smol-vision -Iinclude $SV -Ltarget/release -lsmolvlm -Wl,-rpath,"$PWD/target/release" \
-  -o "$OUT/asan_sv"
-"${SANRUN[@]}" "$OUT/asan_test_api" $MODEL $PPM "$OUT/corrupt" $CHATS/image_multiturn.json \
-  "$OUT/image_multiturn.cli.txt" $CHATS/text_multiturn.json "$OUT/text_multiturn.cli.txt" > "$OUT/asan_api.out"
-"${SANRUN[@]}" "$OUT/asan_test_chat" $MODEL $PPM > "$OUT/asan_chat.out"
-"${SANRUN[@]}" "$OUT/asan_test_cycles" $MODEL $IMAGE --no-rss > "$OUT/asan_cycles.out"
-"${SANRUN[@]}" "$OUT/asan_dropin_repeat" $MODEL $IMAGE 100 --no-rss
-"${SANRUN[@]}" "$OUT/asan_sv" "${sv_args[@]}" --silent | cmp - "$OUT/sv.rust.txt"
-echo "c-tests: ASan + UBSan: test_api ($(tail -1 "$OUT/asan_api.out")), test_chat, test_cycles, 100 drop-in cycles and smol_vision_cli ran clean"
+for entry in "${sanitizers[@]}"; do
+  name=${entry%%:*} SCC=${entry#*:} S="$OUT/asan_$name"
+  "$SCC" "${CFLAGS[@]}" "${SAN[@]}" -D_POSIX_C_SOURCE=200809L tests/c/test_api.c -Ltarget/release -lsmolvlm -lpthread -lm \
+    -Wl,-rpath,"$PWD/target/release" -o "${S}_test_api"
+  "$SCC" "${CFLAGS[@]}" "${SAN[@]}" -D_POSIX_C_SOURCE=200809L tests/c/test_chat.c -Ltarget/release -lsmolvlm -lpthread \
+    -Wl,-rpath,"$PWD/target/release" -o "${S}_test_chat"
+  "$SCC" "${CFLAGS[@]}" "${SAN[@]}" -D_POSIX_C_SOURCE=200809L tests/c/test_cycles.c -Ltarget/release -lsmolvlm -lpthread \
+    -Wl,-rpath,"$PWD/target/release" -o "${S}_test_cycles"
+  "$SCC" "${CFLAGS[@]}" "${SAN[@]}" tests/c/dropin_repeat.c -Ltarget/release -lsmolvlm -Wl,-rpath,"$PWD/target/release" \
+    -o "${S}_dropin_repeat"
+  "$SCC" "${SAN[@]}" -Iinclude/smol-vision -Iinclude $SV -Ltarget/release -lsmolvlm -Wl,-rpath,"$PWD/target/release" \
+    -o "${S}_sv"
+  "${SANRUN[@]}" "${S}_test_api" $MODEL $PPM "$OUT/corrupt" $CHATS/image_multiturn.json \
+    "$OUT/image_multiturn.cli.txt" $CHATS/text_multiturn.json "$OUT/text_multiturn.cli.txt" > "${S}_api.out"
+  "${SANRUN[@]}" "${S}_test_chat" $MODEL $PPM > "${S}_chat.out"
+  "${SANRUN[@]}" "${S}_test_cycles" $MODEL $IMAGE --no-rss > "${S}_cycles.out"
+  "${SANRUN[@]}" "${S}_dropin_repeat" $MODEL $IMAGE 100 --no-rss
+  "${SANRUN[@]}" "${S}_sv" "${sv_args[@]}" --silent | cmp - "$OUT/sv.rust.txt"
+  echo "c-tests: ASan + UBSan ($name runtime): test_api ($(tail -1 "${S}_api.out")), test_chat, test_cycles, 100 drop-in cycles and smol_vision_cli ran clean"
+done
 echo "c-tests: the $(wc -l < "$OUT/header_functions.txt") functions of include/smolvlm.h are exactly the smolvlm_* symbols of libsmolvlm.so and libsmolvlm.a; all C checks passed"

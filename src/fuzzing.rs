@@ -39,6 +39,33 @@ pub fn prompt(m: &Model, req: &Request) -> Result<usize> {
     Ok(crate::prompt::prepare(m, req)?.ids.len())
 }
 
+/// An image file as the processor takes it, with a small processor configuration (longest edge
+/// 64, tiles of 32, splitting on; the model's own sizes only make each input slower): decoded,
+/// resized, split into tiles plus the global image, each rescaled and normalised. Returns the
+/// number of values produced.
+pub fn image(bytes: &[u8]) -> Result<usize> {
+    let img = crate::RgbImage::decode(bytes, "fuzz.img")?;
+    let cfg = crate::config::ImageProcessorConfig {
+        do_convert_rgb: true,
+        do_resize: true,
+        longest_edge: 64,
+        tile_size: 32,
+        do_image_splitting: true,
+        do_rescale: true,
+        rescale_factor: 1.0 / 255.0,
+        do_normalize: true,
+        image_mean: [0.5; 3],
+        image_std: [0.5; 3],
+        image_seq_len: None,
+    };
+    let tiles = crate::processor::make_tiles(&img, &cfg, true);
+    let mut out = Vec::new();
+    for t in &tiles.tiles {
+        crate::processor::tile_to_tensor(t, &cfg, &mut out);
+    }
+    Ok(out.len())
+}
+
 /// Renders `template` (a Jinja chat template) over `messages` as the model's template would be,
 /// with the same sandbox, fuel and special tokens as `m`'s.
 pub fn render_template(m: &Model, template: &str, messages: &serde_json::Value) -> Result<String> {
