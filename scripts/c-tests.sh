@@ -224,7 +224,11 @@ fi
 #    libclang-rt-*-dev; installed here when missing): the C API tests, the conversation and cycle
 #    tests, 100 drop-in cycles and the program written for the original engine, instrumented; any
 #    report (a bad access, a leak at exit, undefined behaviour) fails.
-if ! command -v clang >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+clang_sanitizes() {
+  command -v clang >/dev/null 2>&1 &&
+    echo 'int main(void) { return 0; }' | clang -x c -fsanitize=address,undefined - -o "$OUT/clang_probe" 2>/dev/null
+}
+if ! clang_sanitizes && command -v apt-get >/dev/null 2>&1; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "c-tests: installing clang and its sanitizer runtime" >&2
@@ -234,8 +238,11 @@ if ! command -v clang >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; the
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "libclang-rt-$ver-dev" >/dev/null 2>&1 || true
 fi
 sanitizers=(gcc:cc)
-command -v clang >/dev/null 2>&1 && sanitizers+=(clang:clang)
-[ "${#sanitizers[@]}" -gt 1 ] || echo "c-tests: clang is not installed: sanitizers run with gcc's runtime only" >&2
+if clang_sanitizes; then
+  sanitizers+=(clang:clang)
+else
+  echo "c-tests: no clang with its sanitizer runtime here: ASan + UBSan run with gcc's runtime only" >&2
+fi
 SAN=(-g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
 SANRUN=(env ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=23 UBSAN_OPTIONS=print_stacktrace=1)
 for entry in "${sanitizers[@]}"; do
