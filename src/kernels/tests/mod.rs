@@ -133,8 +133,11 @@ fn every_variant_linear_matches_f64() {
 /// Shapes around every blocking boundary: 1–4 rows (matrix-vector), partial tiles and weight
 /// blocks, k past several AMX k chunks (2048) and not a multiple of 32, more activation pairs
 /// than one AMX task takes.
-const SHAPES: [(usize, usize, usize); 10] = [
+/// m = 21: the second 16 rows of its only pair hold 5 rows (the products must not skip them);
+/// m = 5, 11–13, 40 and 300: pairs whose second 16 rows are all past m (skipped).
+const SHAPES: [(usize, usize, usize); 11] = [
     (1, 33, 31),
+    (21, 40, 64),
     (2, 5, 64),
     (4, 9, 17),
     (5, 32, 2),
