@@ -155,6 +155,29 @@ typedef enum smolvlm_precision {
 } smolvlm_precision;
 
 /**
+ * Block formats the decoder's weights can be quantized to at load (ggml's, as llama.cpp
+ * writes them). The output projection is quantized to Q8_0 with any of them.
+ */
+typedef enum smolvlm_quantize {
+  /**
+   * Use the weights as stored.
+   */
+  SMOLVLM_QUANTIZE_NONE = 0,
+  /**
+   * 8 bits per weight plus an f16 scale per 32 (8.5 bits).
+   */
+  SMOLVLM_QUANTIZE_Q8_0 = 1,
+  /**
+   * 4 bits plus an f16 scale per 32 (4.5 bits).
+   */
+  SMOLVLM_QUANTIZE_Q4_0 = 2,
+  /**
+   * 4 bits plus an f16 scale and minimum per 32 (5 bits).
+   */
+  SMOLVLM_QUANTIZE_Q4_1 = 3,
+} smolvlm_quantize;
+
+/**
  * Pixel layouts accepted by smolvlm_image_from_pixels.
  */
 typedef enum smolvlm_pixel_format {
@@ -205,6 +228,13 @@ typedef struct smolvlm_model_params {
    * Passed to `progress`.
    */
   void *user_data;
+  /**
+   * One of smolvlm_quantize (default SMOLVLM_QUANTIZE_NONE): quantize the decoder's linear
+   * weights at load into that ggml block format; their products then run in f32 on the
+   * dequantized values. Callers built with a header that predates this field (a smaller
+   * `size`) get the default.
+   */
+  int32_t quantize;
 } smolvlm_model_params;
 
 /**

@@ -62,3 +62,11 @@ pub use resize::resize_rgb;
 pub use sampler::SamplingParams;
 pub use session::Session;
 pub use tokenizer::Tokenizer;
+pub use weights::quant::QuantType;
+
+/// ggml's block formats as this crate reads and writes them (what `--quantize` and
+/// [`LoadOptions::quantize`] use): quantization as ggml's reference functions compute it,
+/// dequantization as its `dequantize_row_*`.
+pub mod quant {
+    pub use crate::weights::quant::{dequantize, quantize, QuantType, QK};
+}

@@ -7,6 +7,7 @@ use crate::kernels::{Isa, Precision};
 use crate::text::{TextModel, TextWeights};
 use crate::tokenizer::Tokenizer;
 use crate::vision::VisionModel;
+use crate::weights::quant::QuantType;
 use crate::weights::WeightStore;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -71,6 +72,9 @@ impl Model {
 pub struct LoadOptions {
     /// The kernel variant to run (None: the fastest this CPU supports, see [`Isa::detect`]).
     pub isa: Option<Isa>,
+    /// Quantize the decoder's linear weights at load into this block format (None: use them as
+    /// stored). Products with them run in the f32 mode on the dequantized values.
+    pub quantize: Option<QuantType>,
 }
 
 fn first_present<'a>(store: &WeightStore, candidates: &[&'a str], suffix: &str) -> Option<&'a str> {
@@ -254,6 +258,7 @@ impl Model {
                 lm_head,
             },
             tc,
+            options.quantize,
         )?;
         if !tokenizer.has_template() {
             return Err(Error::model(format!(
@@ -266,10 +271,14 @@ impl Model {
         let load_ms = t0.elapsed().as_secs_f64() * 1e3;
         crate::log::emit(crate::log::Level::Info, || {
             format!(
-                "loaded {} ({}) in {load_ms:.0} ms; kernels: {}; {layout}",
+                "loaded {} ({}) in {load_ms:.0} ms; kernels: {}; {layout}{}",
                 dir.display(),
                 cfg.model_type,
-                isa.name()
+                isa.name(),
+                match text.quantized() {
+                    Some(q) => format!("; decoder quantized to {} at load", q.name()),
+                    None => String::new(),
+                }
             )
         });
         Ok(Model {
@@ -282,6 +291,11 @@ impl Model {
             weight_layout: layout,
             load_ms,
         })
+    }
+
+    /// The block format the decoder's linear weights were quantized to at load, if any.
+    pub fn quantization(&self) -> Option<QuantType> {
+        self.text.quantized()
     }
 
     /// The mode `p` stands for with this model: [`Precision::Auto`] is `Bf16` when the decoder's

@@ -6,16 +6,35 @@ use crate::config::TextConfig;
 use crate::error::{Error, Result};
 use crate::kernels::{self, AttnShape, Epilogue, Exec};
 use crate::kv_cache::KvCache;
-use crate::weights::{Tensor, WeightStore};
+use crate::weights::quant::QuantType;
+use crate::weights::{DType, Tensor, WeightStore};
 
 struct Proj {
     w: Tensor,
     b: Option<Vec<f32>>,
 }
 
+/// `w` in block format `q` (when asked for and its shape allows), the original's pages released.
+fn quantized_as(w: Tensor, q: Option<QuantType>) -> Result<Tensor> {
+    match q {
+        Some(q) if w.quantizable() => {
+            let out = w.quantized(q)?;
+            w.release_pages();
+            Ok(out)
+        }
+        _ => Ok(w),
+    }
+}
+
 impl Proj {
-    fn load(store: &WeightStore, prefix: &str, out: usize, inp: usize, bias: bool) -> Result<Proj> {
-        let w = store.get(&format!("{prefix}.weight"), &[out, inp])?;
+    fn load(
+        store: &WeightStore,
+        prefix: &str,
+        (out, inp): (usize, usize),
+        bias: bool,
+        q: Option<QuantType>,
+    ) -> Result<Proj> {
+        let w = quantized_as(store.get(&format!("{prefix}.weight"), &[out, inp])?, q)?;
         let b = if bias {
             Some(store.get(&format!("{prefix}.bias"), &[out])?.to_f32_vec())
         } else {
@@ -101,14 +120,29 @@ pub(crate) struct TextWeights<'a> {
 }
 
 impl TextModel {
-    /// Whether the decoder's projections are stored in bf16.
+    /// Whether the checkpoint's decoder weights are bf16 (read from the embeddings, which stay
+    /// as stored when the projections are quantized at load).
     pub fn weights_bf16(&self) -> bool {
-        self.layers
-            .first()
-            .is_some_and(|l| l.q.w.dtype == crate::weights::DType::BF16)
+        self.embed.dtype == DType::BF16
     }
 
-    pub fn load(store: &WeightStore, names: &TextWeights, cfg: &TextConfig) -> Result<Self> {
+    /// The block format of the decoder's projections, if they are quantized.
+    pub fn quantized(&self) -> Option<QuantType> {
+        match self.layers.first()?.q.w.dtype {
+            DType::Quant(q) => Some(q),
+            _ => None,
+        }
+    }
+
+    /// Loads the decoder; with `quantize`, its projections (and the output projection, at 8 bits
+    /// for the 4-bit formats as llama.cpp keeps it at ≥ 6) are quantized at load.
+    pub fn load(
+        store: &WeightStore,
+        names: &TextWeights,
+        cfg: &TextConfig,
+        quantize: Option<QuantType>,
+    ) -> Result<Self> {
+        let q = quantize;
         let (h, hd) = (cfg.hidden_size, cfg.head_dim);
         let (qd, kvd) = (cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd);
         let p = names.prefix;
@@ -122,40 +156,47 @@ impl TextModel {
                 in_norm: store
                     .get(&format!("{lp}.input_layernorm.weight"), &[h])?
                     .to_f32_vec(),
-                q: Proj::load(store, &format!("{lp}.self_attn.q_proj"), qd, h, ab)?,
-                k: Proj::load(store, &format!("{lp}.self_attn.k_proj"), kvd, h, ab)?,
-                v: Proj::load(store, &format!("{lp}.self_attn.v_proj"), kvd, h, ab)?,
-                o: Proj::load(store, &format!("{lp}.self_attn.o_proj"), h, qd, ab)?,
+                q: Proj::load(store, &format!("{lp}.self_attn.q_proj"), (qd, h), ab, q)?,
+                k: Proj::load(store, &format!("{lp}.self_attn.k_proj"), (kvd, h), ab, q)?,
+                v: Proj::load(store, &format!("{lp}.self_attn.v_proj"), (kvd, h), ab, q)?,
+                o: Proj::load(store, &format!("{lp}.self_attn.o_proj"), (h, qd), ab, q)?,
                 post_norm: store
                     .get(&format!("{lp}.post_attention_layernorm.weight"), &[h])?
                     .to_f32_vec(),
                 gate: Proj::load(
                     store,
                     &format!("{lp}.mlp.gate_proj"),
-                    cfg.intermediate_size,
-                    h,
+                    (cfg.intermediate_size, h),
                     mb,
+                    q,
                 )?,
                 up: Proj::load(
                     store,
                     &format!("{lp}.mlp.up_proj"),
-                    cfg.intermediate_size,
-                    h,
+                    (cfg.intermediate_size, h),
                     mb,
+                    q,
                 )?,
                 down: Proj::load(
                     store,
                     &format!("{lp}.mlp.down_proj"),
-                    h,
-                    cfg.intermediate_size,
+                    (h, cfg.intermediate_size),
                     mb,
+                    q,
                 )?,
             });
         }
         let norm = store.get(&format!("{p}.norm.weight"), &[h])?.to_f32_vec();
-        let lm_head = match names.lm_head {
-            Some(n) => Some(store.get(n, &[cfg.vocab_size, h])?),
-            None => None,
+        let out_q = q.map(|_| QuantType::Q8_0);
+        let lm_head = match (names.lm_head, out_q) {
+            (Some(n), _) => Some(quantized_as(store.get(n, &[cfg.vocab_size, h])?, out_q)?),
+            // Tied: a quantized copy for the logits; lookups keep reading the stored rows.
+            (None, Some(oq)) if embed.quantizable() => {
+                let copy = embed.quantized(oq)?;
+                embed.release_pages();
+                Some(copy)
+            }
+            (None, _) => None,
         };
         // _compute_default_rope_parameters, in f32 as transformers does.
         let inv_freq = (0..hd / 2)

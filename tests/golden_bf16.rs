@@ -62,7 +62,14 @@ fn bf16_mode_tracks_transformers_bfloat16() {
         let mut first: Option<Vec<Vec<f32>>> = None;
         let mut mode_effect = 0.0f64;
         for isa in Isa::supported() {
-            let model = Model::load_with(&dir, LoadOptions { isa: Some(isa) }, &mut |_| true);
+            let model = Model::load_with(
+                &dir,
+                LoadOptions {
+                    isa: Some(isa),
+                    ..Default::default()
+                },
+                &mut |_| true,
+            );
             let mut session = Session::new(Arc::new(model.expect("load")));
             let mut all = Vec::new();
             for (case, fcase) in cases.iter().zip(f32g["cases"].as_array().unwrap()) {

@@ -51,7 +51,14 @@ fn sums(v: &[f32]) -> (f64, f64) {
 fn check_model(name: &str, isa: Isa, worst: &mut Worst) {
     let golden = read_json(&fixtures().join(format!("goldens/{name}.json")));
     let dir = fixtures().join("models").join(name);
-    let model = Model::load_with(&dir, LoadOptions { isa: Some(isa) }, &mut |_| true);
+    let model = Model::load_with(
+        &dir,
+        LoadOptions {
+            isa: Some(isa),
+            ..Default::default()
+        },
+        &mut |_| true,
+    );
     let model = Arc::new(model.expect("load"));
     assert_eq!(model.isa(), isa);
     let mut session = Session::new(model.clone());

@@ -114,12 +114,30 @@ type Model struct{ p *C.smolvlm_model_t }
 // LoadModel loads a model directory. progress (may be nil) gets the fraction done; returning false
 // cancels with ErrCancelled.
 func LoadModel(dir string, progress func(float32) bool) (*Model, error) {
+	return LoadModelQuantized(dir, progress, QuantizeNone)
+}
+
+// Quantize is a block format the decoder's linear weights can be quantized to at load.
+type Quantize int32
+
+// The formats of LoadModelQuantized (ggml's Q8_0, Q4_0 and Q4_1; the output projection is Q8_0).
+const (
+	QuantizeNone Quantize = C.SMOLVLM_QUANTIZE_NONE
+	QuantizeQ8_0 Quantize = C.SMOLVLM_QUANTIZE_Q8_0
+	QuantizeQ4_0 Quantize = C.SMOLVLM_QUANTIZE_Q4_0
+	QuantizeQ4_1 Quantize = C.SMOLVLM_QUANTIZE_Q4_1
+)
+
+// LoadModelQuantized loads a model directory with its decoder's linear weights quantized at load
+// to q (their products run in f32 on the dequantized values); otherwise as LoadModel.
+func LoadModelQuantized(dir string, progress func(float32) bool, q Quantize) (*Model, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	cdir := C.CString(dir)
 	defer C.free(unsafe.Pointer(cdir))
 	var params C.smolvlm_model_params
 	C.smolvlm_model_params_default(&params)
+	params.quantize = C.int32_t(q)
 	if progress != nil {
 		arg, release := handleArg(progress)
 		defer release()

@@ -94,6 +94,31 @@ func TestTextAndImagesMatchCLI(t *testing.T) {
 	}
 }
 
+func TestQuantizedLoadMatchesCLI(t *testing.T) {
+	// Q4_0 changes this prompt's text on the tiny model, so a load that ignored it fails.
+	plain := cliText(t, "-p", "Tell me a story.", "--max-tokens", "16")
+	want := cliText(t, "-p", "Tell me a story.", "--max-tokens", "16", "--quantize", "q4_0")
+	if want == plain {
+		t.Fatal("the CLI's q4_0 text equals the unquantized one")
+	}
+	m, err := LoadModelQuantized(model, nil, QuantizeQ4_0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	c, err := m.NewContext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got, err := c.Generate(Request{Prompt: "Tell me a story.", MaxTokens: 16}); err != nil || got != want {
+		t.Fatalf("q4_0: %q %v, CLI %q", got, err, want)
+	}
+	if _, err := LoadModelQuantized(model, nil, Quantize(9)); err == nil {
+		t.Fatal("quantize 9 accepted")
+	}
+}
+
 func TestPrecisionRunsAsAskedAndIsReported(t *testing.T) {
 	m, c := load(t)
 	defer m.Close()

@@ -6,7 +6,7 @@ use super::ctx::{smolvlm_ctx_t, smolvlm_model, smolvlm_model_t};
 use super::image::smolvlm_image_t;
 use super::types::{
     generate_params_default, model_params_default, read_params, smolvlm_generate_params,
-    smolvlm_model_params, smolvlm_precision, smolvlm_stats,
+    smolvlm_model_params, smolvlm_precision, smolvlm_quantize, smolvlm_stats,
 };
 use super::{fail, guard, null_arg, opt_str, reset_out, smolvlm_status, SendPtr};
 use crate::error::Error;
@@ -83,7 +83,22 @@ pub unsafe extern "C" fn smolvlm_model_load(
             Some(cb) => unsafe { cb(f, ud.0) },
             None => true,
         };
-        match Model::load_with(dir, LoadOptions::default(), &mut progress) {
+        let quantize = match p.quantize {
+            v if v == smolvlm_quantize::None as i32 => None,
+            v if v == smolvlm_quantize::Q8_0 as i32 => Some(crate::QuantType::Q8_0),
+            v if v == smolvlm_quantize::Q4_0 as i32 => Some(crate::QuantType::Q4_0),
+            v if v == smolvlm_quantize::Q4_1 as i32 => Some(crate::QuantType::Q4_1),
+            v => {
+                return fail(Error::invalid(format!(
+                    "params->quantize is {v}; use one of SMOLVLM_QUANTIZE_NONE, _Q8_0, _Q4_0, _Q4_1"
+                )))
+            }
+        };
+        let options = LoadOptions {
+            isa: None,
+            quantize,
+        };
+        match Model::load_with(dir, options, &mut progress) {
             Ok(m) => {
                 let b = Box::new(smolvlm_model { inner: Arc::new(m) });
                 // SAFETY: `out` is non-NULL and writable.

@@ -39,6 +39,26 @@ pub struct smolvlm_model_params {
     pub progress: smolvlm_progress_cb,
     /// Passed to `progress`.
     pub user_data: *mut c_void,
+    /// One of smolvlm_quantize (default SMOLVLM_QUANTIZE_NONE): quantize the decoder's linear
+    /// weights at load into that ggml block format; their products then run in f32 on the
+    /// dequantized values. Callers built with a header that predates this field (a smaller
+    /// `size`) get the default.
+    pub quantize: i32,
+}
+
+/// Block formats the decoder's weights can be quantized to at load (ggml's, as llama.cpp
+/// writes them). The output projection is quantized to Q8_0 with any of them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum smolvlm_quantize {
+    /// Use the weights as stored.
+    None = 0,
+    /// 8 bits per weight plus an f16 scale per 32 (8.5 bits).
+    Q8_0 = 1,
+    /// 4 bits plus an f16 scale per 32 (4.5 bits).
+    Q4_0 = 2,
+    /// 4 bits plus an f16 scale and minimum per 32 (5 bits).
+    Q4_1 = 3,
 }
 
 /// Image splitting: the model's preprocessor default, always, or never.
@@ -170,6 +190,7 @@ pub(crate) fn model_params_default() -> smolvlm_model_params {
         size: std::mem::size_of::<smolvlm_model_params>(),
         progress: None,
         user_data: std::ptr::null_mut(),
+        quantize: smolvlm_quantize::None as i32,
     }
 }
 

@@ -123,7 +123,7 @@ pub(crate) fn attention<'a>(
         let rows = |x: View<'a>, at: usize| match x {
             View::F32(x) => Some(KvRows::F32(&x[at..])),
             View::BF16(x) => Some(KvRows::Bf16(&x[at..])),
-            View::F16(_) => None,
+            View::F16(_) | View::Quant(..) => None,
         };
         if rows(k, 0).is_some() && rows(v, 0).is_some() {
             (0..s.n_heads).into_par_iter().for_each(|h| {

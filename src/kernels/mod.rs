@@ -10,6 +10,8 @@ mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+mod avx2_quant;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 mod blas;
 mod dispatch;
@@ -71,6 +73,9 @@ impl Dot {
             (Dot::Avx2(t), View::F16(w)) => t.dot_f16(x, w),
             #[cfg(target_arch = "x86_64")]
             (Dot::Avx2(t), View::F32(w)) => t.dot_f32(x, w),
+            #[cfg(target_arch = "x86_64")]
+            (Dot::Avx2(t), View::Quant(q, w)) => t.dot_quant(x, q, w),
+            (_, View::Quant(q, w)) => reference::dot_quant(x, q, w),
             (_, View::F32(w)) => reference::dot_f32(x, w),
             (_, View::BF16(w)) => reference::dot_bf16(x, w),
             (_, View::F16(w)) => reference::dot_f16(x, w),
@@ -137,6 +142,8 @@ impl Rows<'_> {
             (Rows::Avx512(t), View::F16(wh)) => by_rows!(m, dots_f16, t, x, k, wh, out),
             #[cfg(target_arch = "x86_64")]
             (Rows::Avx512(t), View::F32(wf)) => by_rows!(m, dots_f32, t, x, k, wf, out),
+            #[cfg(target_arch = "x86_64")]
+            (Rows::Avx512(t), View::Quant(q, wq)) => by_rows!(m, dots_quant, t, x, k, q, wq, out),
             #[cfg(target_arch = "x86_64")]
             (Rows::Native(t, xb), View::BF16(wb)) => by_rows!(m, dots, t, xb, k, wb, out),
             _ => {

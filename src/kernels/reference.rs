@@ -1,6 +1,7 @@
 //! Portable kernels: the oracle every SIMD variant is tested against. Written so the compiler
 //! can vectorise them (8 independent accumulators) without target features.
 
+use crate::weights::quant::{self, QuantType, QK};
 use half::{bf16, f16};
 
 #[inline]
@@ -35,4 +36,20 @@ pub(crate) fn dot_bf16(x: &[f32], w: &[bf16]) -> f32 {
 /// Σ x·w with w widened from f16.
 pub(crate) fn dot_f16(x: &[f32], w: &[f16]) -> f32 {
     dot_by(x, w, f16::to_f32)
+}
+
+/// Σ x·w with w a row of `t` blocks, each expanded to its dequantized values (x.len() a
+/// multiple of 32).
+pub(crate) fn dot_quant(x: &[f32], t: QuantType, w: &[u8]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut wide = [0.0f32; QK];
+    for (xb, wb) in x.chunks_exact(QK).zip(w.chunks_exact(t.block_bytes())) {
+        quant::dequantize_block(t, wb, &mut wide);
+        for (xs, ws) in xb.chunks_exact(8).zip(wide.chunks_exact(8)) {
+            for l in 0..8 {
+                acc[l] += xs[l] * ws[l];
+            }
+        }
+    }
+    acc.iter().sum()
 }

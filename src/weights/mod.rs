@@ -2,10 +2,14 @@
 //! dtype conversions every layer may use (`dtype`, a leaf module).
 
 pub(crate) mod dtype;
+pub(crate) mod quant;
 mod safetensors;
 
+use crate::error::{Error, ErrorKind, Result};
 use half::{bf16, f16};
 use memmap2::Mmap;
+use quant::{QuantType, QK};
+use rayon::prelude::*;
 use std::sync::Arc;
 
 pub(crate) use self::safetensors::WeightStore;
@@ -15,6 +19,8 @@ pub(crate) enum DType {
     F32,
     F16,
     BF16,
+    /// Blocks of [`quant::QK`] elements along each row.
+    Quant(QuantType),
 }
 
 enum Data {
@@ -26,6 +32,7 @@ enum Data {
     F32(Vec<f32>),
     F16(Vec<f16>),
     BF16(Vec<bf16>),
+    Quant(Vec<u8>),
 }
 
 /// A weight tensor, borrowed from the mmap (or owned when it had to be realigned).
@@ -42,16 +49,30 @@ pub(crate) enum View<'a> {
     F32(&'a [f32]),
     F16(&'a [f16]),
     BF16(&'a [bf16]),
+    /// Whole blocks of a block format, as bytes.
+    Quant(QuantType, &'a [u8]),
+}
+
+/// The byte range of elements `[start, start + len)` of a block format; both ends must fall on
+/// block boundaries (rows of quantized tensors are whole blocks).
+fn block_range(t: QuantType, start: usize, len: usize) -> std::ops::Range<usize> {
+    assert!(
+        start.is_multiple_of(QK) && len.is_multiple_of(QK),
+        "{t:?}: elements {start}..+{len} cut a block"
+    );
+    t.bytes_for(start)..t.bytes_for(start + len)
 }
 
 impl<'a> View<'a> {
-    /// Widens `[start, start + out.len())` to f32 (exact for bf16 and f16).
+    /// Widens `[start, start + out.len())` to f32 (exact for bf16 and f16; quantized blocks
+    /// expand to the values ggml's dequantization gives).
     pub fn to_f32(self, start: usize, out: &mut [f32]) {
         let n = out.len();
         match self {
             View::F32(s) => out.copy_from_slice(&s[start..start + n]),
             View::F16(s) => dtype::f16_to_f32(&s[start..start + n], out),
             View::BF16(s) => dtype::bf16_to_f32(&s[start..start + n], out),
+            View::Quant(t, b) => quant::dequantize(t, &b[block_range(t, start, n)], out),
         }
     }
     pub fn slice(self, start: usize, len: usize) -> View<'a> {
@@ -59,6 +80,7 @@ impl<'a> View<'a> {
             View::F32(s) => View::F32(&s[start..start + len]),
             View::F16(s) => View::F16(&s[start..start + len]),
             View::BF16(s) => View::BF16(&s[start..start + len]),
+            View::Quant(t, b) => View::Quant(t, &b[block_range(t, start, len)]),
         }
     }
 }
@@ -76,12 +98,63 @@ impl Tensor {
                     DType::F32 => View::F32(bytemuck::cast_slice(bytes)),
                     DType::F16 => View::F16(bytemuck::cast_slice(bytes)),
                     DType::BF16 => View::BF16(bytemuck::cast_slice(bytes)),
+                    DType::Quant(t) => View::Quant(t, bytes),
                 }
             }
             Data::F32(v) => View::F32(v),
             Data::F16(v) => View::F16(v),
             Data::BF16(v) => View::BF16(v),
+            Data::Quant(v) => match self.dtype {
+                DType::Quant(t) => View::Quant(t, v),
+                _ => unreachable!("quantized data has a quantized dtype"),
+            },
         }
+    }
+
+    /// Whether [`Tensor::quantized`] applies: a dense [n, k] matrix, k a multiple of
+    /// [`quant::QK`].
+    pub fn quantizable(&self) -> bool {
+        matches!(self.shape[..], [n, k] if n > 0 && k.is_multiple_of(QK))
+            && !matches!(self.dtype, DType::Quant(_))
+    }
+
+    /// This matrix (see [`Tensor::quantizable`]) quantized row by row into `t`, as ggml's
+    /// reference quantization does.
+    pub fn quantized(&self, t: QuantType) -> Result<Tensor> {
+        assert!(
+            self.quantizable(),
+            "{}: not a quantizable matrix",
+            self.name
+        );
+        let (n, k) = (self.shape[0], self.shape[1]);
+        let view = self.view();
+        let row_bytes = t.bytes_for(k);
+        let mut out = Vec::new();
+        out.try_reserve_exact(n * row_bytes).map_err(|_| {
+            Error::new(
+                ErrorKind::Oom,
+                format!(
+                    "cannot allocate {} MiB for {} in {}",
+                    (n * row_bytes) >> 20,
+                    self.name,
+                    t.name()
+                ),
+            )
+        })?;
+        out.resize(n * row_bytes, 0u8);
+        out.par_chunks_mut(row_bytes).enumerate().for_each_init(
+            || vec![0.0f32; k],
+            |wide, (j, row)| {
+                view.to_f32(j * k, wide);
+                quant::quantize(t, wide, row);
+            },
+        );
+        Ok(Tensor {
+            name: self.name.clone(),
+            shape: self.shape.clone(),
+            dtype: DType::Quant(t),
+            data: Data::Quant(out),
+        })
     }
     /// The whole tensor widened to f32 (for small tensors: norms, biases, embeddings rows).
     pub fn to_f32_vec(&self) -> Vec<f32> {
@@ -89,6 +162,19 @@ impl Tensor {
         self.view().to_f32(0, &mut out);
         out
     }
+    /// Drops this tensor's pages from the process's resident set (after it was quantized into a
+    /// copy): they are read again from the file if touched later. No effect on owned data.
+    pub fn release_pages(&self) {
+        #[cfg(unix)]
+        if let Data::Mapped { map, start, len } = &self.data {
+            // SAFETY: the map is a read-only, private file mapping, so discarding its pages loses
+            // nothing: a later read faults the same bytes in from the file.
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, *start, *len)
+            };
+        }
+    }
+
     /// True when the data is read in place from the file.
     #[cfg(test)]
     pub fn is_mapped(&self) -> bool {

@@ -242,6 +242,7 @@ impl WeightStore {
                         .map(|c| bf16::from_le_bytes([c[0], c[1]]))
                         .collect(),
                 ),
+                DType::Quant(_) => unreachable!("safetensors holds no block formats"),
             }
         };
         Ok(Tensor {

@@ -238,6 +238,31 @@ int main(int argc, char **argv) {
     CHECK(smolvlm_model_load(MODEL_DIR, &mp, &m) == SMOLVLM_STATUS_CANCELLED && m == NULL && calls == 1,
           "cancel during load (calls=%d)", calls);
 
+    /* Quantization at load: unknown values refused; a struct from an older header (ending at
+       user_data) loads as stored; Q8_0 loads and generates. */
+    smolvlm_model_params_default(&mp);
+    CHECK(mp.quantize == SMOLVLM_QUANTIZE_NONE, "default quantize");
+    mp.quantize = 9;
+    CHECK(smolvlm_model_load(MODEL_DIR, &mp, &m) == SMOLVLM_STATUS_INVALID_ARG && m == NULL, "unknown quantize");
+    CHECK(strstr(smolvlm_last_error(), "quantize") != NULL, "quantize error names the field: %s", smolvlm_last_error());
+    mp.size = offsetof(smolvlm_model_params, quantize);
+    CHECK(smolvlm_model_load(MODEL_DIR, &mp, &m) == SMOLVLM_STATUS_OK && m, "older params struct ignores quantize");
+    smolvlm_model_free(m);
+    m = NULL;
+    smolvlm_model_params_default(&mp);
+    mp.quantize = SMOLVLM_QUANTIZE_Q8_0;
+    CHECK(smolvlm_model_load(MODEL_DIR, &mp, &m) == SMOLVLM_STATUS_OK && m, "load with Q8_0");
+    if (m) {
+        smolvlm_ctx_t *qc = NULL;
+        char *qt = NULL;
+        CHECK(smolvlm_ctx_new(m, &qc) == SMOLVLM_STATUS_OK, "ctx on a Q8_0 model");
+        CHECK(smolvlm_ctx_generate(qc, "hi", NULL, NULL, 0, NULL, &qt) == SMOLVLM_STATUS_OK && qt, "Q8_0 generate");
+        smolvlm_string_free(qt);
+        smolvlm_ctx_free(qc);
+        smolvlm_model_free(m);
+        m = NULL;
+    }
+
     /* Load for real, with a log callback. */
     smolvlm_log_set(on_log, NULL);
     CHECK(smolvlm_model_load(MODEL_DIR, NULL, &MODEL) == SMOLVLM_STATUS_OK, "model_load");

@@ -42,6 +42,17 @@ def test_text_only_equals_cli():
     assert ctx.generate("Tell me a story.", max_tokens=16) == cli_text("-p", "Tell me a story.", "--max-tokens", "16")
 
 
+def test_quantized_load_equals_the_cli():
+    # Q4_0 changes this prompt's text on the tiny model, so a load that ignored the option fails.
+    plain = cli_text("-p", "Tell me a story.", "--max-tokens", "16")
+    want = cli_json("-p", "Tell me a story.", "--max-tokens", "16", "--quantize", "q4_0")
+    assert want["stats"]["quantized"] == "q4_0" and want["text"] != plain
+    q = smolvlm.Model(MODEL, quantize="q4_0")
+    assert q.context().generate("Tell me a story.", max_tokens=16) == want["text"]
+    with pytest.raises(ValueError):
+        smolvlm.Model(MODEL, quantize="q3_k")
+
+
 def test_image_sources_agree_and_equal_cli():
     path = os.path.join(IMAGES, "square.png")
     want = cli_text("-i", path, "-p", "What is it?", "--max-tokens", "12")

@@ -68,7 +68,11 @@ ABORT_CB = CFUNCTYPE(c_bool, c_void_p)
 
 
 class _ModelParams(Structure):
-    _fields_ = [("size", c_size_t), ("progress", PROGRESS_CB), ("user_data", c_void_p)]
+    _fields_ = [("size", c_size_t), ("progress", PROGRESS_CB), ("user_data", c_void_p), ("quantize", c_int32)]
+
+
+# smolvlm_quantize: the block formats the decoder's weights can be quantized to at load.
+QUANTIZE = {"q8_0": 1, "q4_0": 2, "q4_1": 3}
 
 
 class _GenerateParams(Structure):
@@ -192,12 +196,21 @@ class Image:
 
 
 class Model:
-    """A loaded model directory; thread-safe, shared by any number of contexts."""
+    """A loaded model directory; thread-safe, shared by any number of contexts.
 
-    def __init__(self, model_dir: PathLike, progress: Optional[Callable[[float], bool]] = None) -> None:
+    quantize: "q8_0", "q4_0" or "q4_1" quantizes the decoder's linear weights at load (ggml's
+    block formats; their products run in f32 on the dequantized values); None uses them as stored.
+    """
+
+    def __init__(self, model_dir: PathLike, progress: Optional[Callable[[float], bool]] = None,
+                 quantize: Optional[str] = None) -> None:
         self._h: Optional[c_void_p] = None
         params = _ModelParams()
         _model_params_default(ctypes.byref(params))
+        if quantize is not None:
+            if quantize.lower() not in QUANTIZE:
+                raise ValueError(f"quantize must be one of {sorted(QUANTIZE)}, not {quantize!r}")
+            params.quantize = QUANTIZE[quantize.lower()]
         if progress is not None:
             params.progress = PROGRESS_CB(lambda f, _ud: bool(progress(f)))
         h = c_void_p()

@@ -5,7 +5,8 @@ mod chat;
 mod report;
 
 use smolvlm::{
-    Isa, LoadOptions, Message, Model, Precision, Request, RgbImage, SamplingParams, Session, Split,
+    Isa, LoadOptions, Message, Model, Precision, QuantType, Request, RgbImage, SamplingParams,
+    Session, Split,
 };
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -43,6 +44,9 @@ Generation:
                            auto = bf16 where the CPU has native bf16 dot products
   --isa <name>             Kernel variant (portable, avx2, avx512, avx512bf16; default: the
                            fastest this CPU supports)
+  --quantize <q>           Quantize the decoder's linear weights at load: q8_0, q4_0 or q4_1
+                           (ggml's block formats; the output projection at q8_0); their
+                           products run on the dequantized values in f32
 
 Output:
   --json                   Print one JSON object on stdout instead of streaming text
@@ -63,6 +67,7 @@ pub(crate) struct Args {
     threads: usize,
     precision: Precision,
     isa: Option<Isa>,
+    quantize: Option<QuantType>,
     json: bool,
     chat: bool,
     verbosity: u8,
@@ -86,6 +91,7 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
         threads: 0,
         precision: Precision::Auto,
         isa: None,
+        quantize: None,
         json: false,
         chat: false,
         verbosity: 1,
@@ -136,6 +142,13 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
                 a.isa = Some(Isa::from_name(&v).ok_or_else(|| {
                     format!("--isa must be portable, avx2, avx512 or avx512bf16, not {v:?}")
                 })?);
+            }
+            "--quantize" => {
+                let v = value()?;
+                a.quantize =
+                    Some(QuantType::from_name(&v).ok_or_else(|| {
+                        format!("--quantize must be q8_0, q4_0 or q4_1, not {v:?}")
+                    })?);
             }
             "--split" => a.split = Split::On,
             "--no-split" => a.split = Split::Off,
@@ -205,7 +218,10 @@ fn build_request(a: &Args) -> Result<Request, String> {
 
 fn run(a: Args) -> Result<(), String> {
     let verbose = a.verbosity;
-    let options = LoadOptions { isa: a.isa };
+    let options = LoadOptions {
+        isa: a.isa,
+        quantize: a.quantize,
+    };
     let model = Model::load_with(&a.model_dir, options, &mut |_| true)
         .map_err(|e| format!("failed to load model from {}: {e}", a.model_dir))?;
     if verbose >= 1 {
@@ -253,10 +269,14 @@ fn run(a: Args) -> Result<(), String> {
     session.set_threads(a.threads).map_err(|e| e.to_string())?;
     if verbose >= 2 {
         eprintln!(
-            "  {}; this model runs: {}, precision {}",
+            "  {}; this model runs: {}, precision {}{}",
             smolvlm::system_info(),
             session.model().isa().name(),
-            session.model().precision(a.precision).name()
+            session.model().precision(a.precision).name(),
+            match session.model().quantization() {
+                Some(q) => format!(", decoder weights {} (f32 products)", q.name()),
+                None => String::new(),
+            }
         );
     }
     if a.chat {

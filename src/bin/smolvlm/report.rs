@@ -57,6 +57,7 @@ pub(crate) fn json_of(session: &Session, out: &Output) -> Value {
             "threads": s.threads,
             "precision": s.precision.name(),
             "isa": session.model().isa().name(),
+            "quantized": session.model().quantization().map(|q| q.name()),
             "stop": stop,
         }
     })

@@ -443,6 +443,7 @@ unsafe fn dots_native<const M: usize>(
 
 mod attend;
 mod elementwise;
+mod quant;
 mod tiles;
 
 pub(crate) use attend::KvRows;

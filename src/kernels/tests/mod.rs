@@ -431,3 +431,4 @@ fn the_mlp_equals_its_two_products_in_every_variant_and_mode() {
 }
 
 mod attention;
+mod quant;

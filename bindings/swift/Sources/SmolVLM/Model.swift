@@ -8,14 +8,16 @@ public final class Model: @unchecked Sendable {
     /// Loads a model directory (config.json, *.safetensors, tokenizer.json, ...).
     /// - Parameter progress: called with the fraction loaded; return false to cancel
     ///   (the load then throws ``SmolVLMError/Code/cancelled``).
-    public init(path: String, progress: ((Float) -> Bool)? = nil) throws {
+    /// - Parameter quantize: a block format for the decoder's linear weights, quantized at load.
+    public init(path: String, progress: ((Float) -> Bool)? = nil, quantize: Quantize = .none) throws {
         var out: OpaquePointer?
         let status: smolvlm_status
+        var params = smolvlm_model_params()
+        smolvlm_model_params_default(&params)
+        params.quantize = quantize.rawValue
         if let progress {
             let box = Unmanaged.passRetained(ProgressBox(progress))
             defer { box.release() }
-            var params = smolvlm_model_params()
-            smolvlm_model_params_default(&params)
             params.user_data = box.toOpaque()
             params.progress = { fraction, userData in
                 guard let userData else { return true }
@@ -23,7 +25,7 @@ public final class Model: @unchecked Sendable {
             }
             status = smolvlm_model_load(path, &params, &out)
         } else {
-            status = smolvlm_model_load(path, nil, &out)
+            status = smolvlm_model_load(path, &params, &out)
         }
         try check(status)
         guard let out else { throw SmolVLMError(status: 9, message: "the library returned no model") }
@@ -49,4 +51,13 @@ public final class Model: @unchecked Sendable {
 private final class ProgressBox {
     let call: (Float) -> Bool
     init(_ call: @escaping (Float) -> Bool) { self.call = call }
+}
+
+/// A block format the decoder's linear weights can be quantized to at load (ggml's; the output
+/// projection is Q8_0 with any of them). Their products run in f32 on the dequantized values.
+public enum Quantize: Int32 {
+    case none = 0
+    case q8_0 = 1
+    case q4_0 = 2
+    case q4_1 = 3
 }
