@@ -258,7 +258,7 @@ int main(int argc, char **argv) {
         CHECK(smolvlm_ctx_new(m, &qc) == SMOLVLM_STATUS_OK, "ctx on a Q8_0 model");
         CHECK(smolvlm_ctx_generate(qc, "hi", NULL, NULL, 0, NULL, &qt) == SMOLVLM_STATUS_OK && qt, "Q8_0 generate");
         smolvlm_string_free(qt);
-        smolvlm_ctx_free(qc);
+        smolvlm_free(qc);
         smolvlm_model_free(m);
         m = NULL;
     }
