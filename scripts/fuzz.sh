@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzing with cargo fuzz (libFuzzer + AddressSanitizer): builds the five targets of fuzz/ —
-# safetensors files, the config files, chat templates, chat messages as JSON, image files (with
+# Fuzzing with cargo fuzz (libFuzzer + AddressSanitizer): builds the six targets of fuzz/ —
+# safetensors and GGUF files, the config files, chat templates, chat messages as JSON, image files (with
 # preprocessing) — and runs each from its committed seeds (fuzz/corpus/<target>; new inputs go to
 # target/fuzz-corpus/<target>, so the committed corpus only changes on purpose).
 #   FUZZ_SECONDS=60 (default): that long per target (CI);  FUZZ_RUNS=N: N executions per target.
@@ -16,7 +16,7 @@ CARGO_FUZZ_VERSION=0.13.2
 if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
   cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked -q
 fi
-targets=(safetensors config template messages image)
+targets=(safetensors gguf config template messages image)
 CARGO_BUILD_JOBS=${JOBS:-2} cargo +nightly fuzz build
 if [ -n "${FUZZ_RUNS:-}" ]; then limit=(-runs="$FUZZ_RUNS"); else limit=(-max_total_time="${FUZZ_SECONDS:-60}"); fi
 for t in "${targets[@]}"; do

@@ -49,5 +49,5 @@ prefix="$PWD/target/c-tests/prefix"
 PY="$PY" bash scripts/examples-test.sh
 
 # Fuzzing (libFuzzer + ASan, nightly toolchain; skipped with a message without one): each of the
-# five targets of fuzz/ for 60 s from its committed seeds.
+# six targets of fuzz/ for 60 s from its committed seeds.
 bash scripts/fuzz.sh

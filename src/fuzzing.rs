@@ -23,6 +23,22 @@ pub fn safetensors(bytes: &[u8]) -> Result<usize> {
     Ok(n)
 }
 
+/// Parses `bytes` as a GGUF file and reads every tensor this crate computes with (up to 2^20
+/// values each) as f32, through the checks a load uses. Returns the number of values read.
+pub fn gguf(bytes: &[u8]) -> Result<usize> {
+    let f = crate::weights::gguf::GgufFile::from_bytes(bytes)?;
+    let mut n = 0;
+    for (name, info) in &f.tensors {
+        let shape: Vec<usize> = info.dims.iter().rev().map(|&d| d as usize).collect();
+        if let Ok(t) = f.tensor(name, &shape) {
+            if t.numel() <= 1 << 20 {
+                n += t.to_f32_vec().len();
+            }
+        }
+    }
+    Ok(n + f.metadata.len())
+}
+
 /// Loads the configuration files of the model directory `dir` (config.json,
 /// generation_config.json, preprocessor/processor_config.json) as a model load does.
 pub fn model_config(dir: &Path) -> Result<()> {

@@ -3,6 +3,11 @@
 
 pub(crate) mod dtype;
 pub(crate) mod quant;
+// Read by the tests and the fuzz target until the model loader takes GGUF files.
+#[allow(dead_code)]
+pub(crate) mod gguf;
+#[cfg(test)]
+mod gguf_write;
 mod safetensors;
 
 use crate::error::{Error, ErrorKind, Result};

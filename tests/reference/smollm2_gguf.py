@@ -17,12 +17,13 @@ import os
 import struct
 import sys
 
+import gguf
 import numpy as np
 from gguf import GGUFReader
 from gguf.quants import dequantize
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-STAMP_VERSION = "2"  # bump when the output format changes
+STAMP_VERSION = "3"  # bump when the output format changes
 
 
 def find_gguf():
@@ -176,6 +177,27 @@ def write_text_model(gguf_path, out):
     write_safetensors(os.path.join(out, "model.safetensors"), tensors)
 
 
+def summarize(value, types):
+    """A metadata value for the Rust reader's test: scalars as they are; arrays as their length,
+    element type and first and last elements."""
+    if types[0] == gguf.GGUFValueType.ARRAY:
+        return {"array_of": types[1].name if len(types) > 1 else None, "len": len(value),
+                "first": value[:5], "last": value[-5:]}
+    return {"type": types[0].name, "value": value}
+
+
+def write_summary(gguf_path, out):
+    """What the `gguf` package reads from the file: every metadata key and the tensor table,
+    with its absolute data offsets (gguf-summary.json, checked by the Rust GGUF reader's test)."""
+    reader = GGUFReader(gguf_path)
+    meta = {k: summarize(f.contents(), f.types) for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+    tensors = [{"name": t.name, "type": int(t.tensor_type), "dims": [int(d) for d in t.shape],
+                "offset": int(t.data_offset), "nbytes": int(t.n_bytes)} for t in reader.tensors]
+    summary = {"path": os.path.abspath(gguf_path), "metadata": meta, "tensors": tensors}
+    with open(os.path.join(out, "gguf-summary.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, ensure_ascii=False)
+
+
 def stamp_of(gguf_path):
     h = hashlib.sha256()
     h.update(STAMP_VERSION.encode())
@@ -201,6 +223,7 @@ def main():
             print(f"{a.out}: up to date")
             return
     write_text_model(path, a.out)
+    write_summary(path, a.out)
     with open(stamp_file, "w") as f:
         f.write(stamp + "\n")
     print(f"{a.out}: written")
