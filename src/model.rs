@@ -7,6 +7,7 @@ use crate::kernels::{Isa, Precision};
 use crate::text::{TextModel, TextWeights};
 use crate::tokenizer::Tokenizer;
 use crate::vision::VisionModel;
+use crate::weights::gguf::GgufFile;
 use crate::weights::quant::QuantType;
 use crate::weights::WeightStore;
 use std::path::{Path, PathBuf};
@@ -77,6 +78,58 @@ pub struct LoadOptions {
     pub quantize: Option<QuantType>,
 }
 
+/// The text model's GGUF file `path` stands for: the path itself when it is a file, or the one
+/// GGUF file of a directory without `config.json`; None for a transformers directory.
+fn gguf_text_file(path: &Path) -> Result<Option<PathBuf>> {
+    let is_gguf = |p: &Path| {
+        p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    };
+    if path.is_file() {
+        return if is_gguf(path) {
+            Ok(Some(path.to_path_buf()))
+        } else {
+            Err(Error::model(format!(
+                "{}: not a directory or a .gguf file",
+                path.display()
+            )))
+        };
+    }
+    if !path.is_dir() || path.join("config.json").exists() {
+        return Ok(None);
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| is_gguf(p) && p.is_file())
+        .collect();
+    files.sort();
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().to_lowercase());
+    let (mmproj, text): (Vec<PathBuf>, Vec<PathBuf>) = files
+        .into_iter()
+        .partition(|p| name(p).is_some_and(|n| n.starts_with("mmproj")));
+    if let Some(m) = mmproj.first() {
+        return Err(Error::model(format!(
+            "{}: vision towers in mmproj GGUF files are not loaded by this version; give the \
+             text model's GGUF file to load it as a text model",
+            m.display()
+        )));
+    }
+    match text.len() {
+        0 => Ok(None),
+        1 => Ok(text.into_iter().next()),
+        _ => Err(Error::model(format!(
+            "{}: holds {} GGUF text models ({}); give the file to load",
+            path.display(),
+            text.len(),
+            text.iter()
+                .filter_map(|p| name(p))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
 fn first_present<'a>(store: &WeightStore, candidates: &[&'a str], suffix: &str) -> Option<&'a str> {
     candidates
         .iter()
@@ -110,10 +163,11 @@ impl Model {
                 )))
             }
         };
-        if !dir.is_dir() {
+        let gguf = gguf_text_file(dir)?;
+        if gguf.is_none() && !dir.is_dir() {
             return Err(Error::new(
                 crate::ErrorKind::Io,
-                format!("{}: not a directory", dir.display()),
+                format!("{}: not a directory or a .gguf file", dir.display()),
             ));
         }
         let mut step = |f: f32| {
@@ -124,10 +178,22 @@ impl Model {
             }
         };
         step(0.0)?;
-        let cfg = config::load_model_config(dir)?;
-        let tokenizer = Tokenizer::load(dir)?;
-        step(0.1)?;
-        let store = WeightStore::open(dir)?;
+        let (cfg, tokenizer, store) = match &gguf {
+            Some(path) => {
+                let g = GgufFile::open(path)?;
+                let (c, gen) = crate::gguf_llama::config_json(&g)?;
+                let cfg = config::model_config_from(&c, path, Some(&gen), path)?;
+                let tokenizer = Tokenizer::from_gguf(&g)?;
+                step(0.1)?;
+                (cfg, tokenizer, WeightStore::Gguf(g))
+            }
+            None => {
+                let cfg = config::load_model_config(dir)?;
+                let tokenizer = Tokenizer::load(dir)?;
+                step(0.1)?;
+                (cfg, tokenizer, WeightStore::open(dir)?)
+            }
+        };
         step(0.2)?;
         let tc = &cfg.text;
         if tokenizer.vocab_len() > tc.vocab_size {
@@ -153,8 +219,8 @@ impl Model {
         let text_prefix =
             first_present(&store, text_prefixes, ".embed_tokens.weight").ok_or_else(|| {
                 Error::model(format!(
-                    "missing tensor {}.embed_tokens.weight (looked in {})",
-                    text_prefixes[0],
+                    "missing tensor {} (looked in {})",
+                    store.stored_name(&format!("{}.embed_tokens.weight", text_prefixes[0])),
                     store.file_names()
                 ))
             })?;
@@ -173,6 +239,9 @@ impl Model {
             "text: {text_prefix}.*, head: {}",
             lm_head.unwrap_or("tied to embed_tokens")
         );
+        if let WeightStore::Gguf(g) = &store {
+            layout = format!("GGUF v{} (llama.cpp's names), {layout}", g.version);
+        }
 
         let vision = match (&cfg.vision, cfg.image_token_id) {
             (Some(vc), Some(image_token_id)) => {
@@ -256,6 +325,7 @@ impl Model {
             &TextWeights {
                 prefix: text_prefix,
                 lm_head,
+                rope_interleaved: gguf.is_some(),
             },
             tc,
             options.quantize,
@@ -275,9 +345,10 @@ impl Model {
                 dir.display(),
                 cfg.model_type,
                 isa.name(),
-                match text.quantized() {
-                    Some(q) => format!("; decoder quantized to {} at load", q.name()),
-                    None => String::new(),
+                match (text.quantized(), options.quantize) {
+                    (Some(q), Some(_)) => format!("; decoder quantized to {} at load", q.name()),
+                    (Some(q), None) => format!("; decoder weights stored as {}", q.name()),
+                    (None, _) => String::new(),
                 }
             )
         });
@@ -293,7 +364,8 @@ impl Model {
         })
     }
 
-    /// The block format the decoder's linear weights were quantized to at load, if any.
+    /// The block format of the decoder's linear weights, if any: quantized to at load, or as
+    /// a GGUF file stores them.
     pub fn quantization(&self) -> Option<QuantType> {
         self.text.quantized()
     }

@@ -67,6 +67,7 @@ pub(crate) struct TextModel {
     /// None: tied to `embed`.
     lm_head: Option<Tensor>,
     inv_freq: Vec<f32>,
+    rope_interleaved: bool,
 }
 
 /// Activations of one forward call, kept by the session between calls (grow-only, released
@@ -117,6 +118,9 @@ pub(crate) struct TextWeights<'a> {
     pub prefix: &'a str,
     /// Name of the output projection, or None when tied.
     pub lm_head: Option<&'a str>,
+    /// Rotary pairs are adjacent elements (2i, 2i+1) instead of (i, i + head_dim/2): llama.cpp's
+    /// converter reorders the q/k projection rows so, and the weights are used as stored.
+    pub rope_interleaved: bool,
 }
 
 impl TextModel {
@@ -209,6 +213,7 @@ impl TextModel {
             norm,
             lm_head,
             inv_freq,
+            rope_interleaved: names.rope_interleaved,
         })
     }
 
@@ -254,10 +259,17 @@ impl TextModel {
             let (cos, sin) = (&cos[r * half..][..half], &sin[r * half..][..half]);
             for h in 0..heads {
                 let v = &mut x[(r * heads + h) * hd..][..hd];
+                // The same rotation of each pair: only which elements pair up differs.
+                let (a, b) = if self.rope_interleaved {
+                    (2, 1)
+                } else {
+                    (1, half)
+                };
                 for i in 0..half {
-                    let (x1, x2) = (v[i], v[i + half]);
-                    v[i] = x1 * cos[i] - x2 * sin[i];
-                    v[i + half] = x2 * cos[i] + x1 * sin[i];
+                    let (j, k) = (i * a, i * a + b);
+                    let (x1, x2) = (v[j], v[k]);
+                    v[j] = x1 * cos[i] - x2 * sin[i];
+                    v[k] = x2 * cos[i] + x1 * sin[i];
                 }
             }
         }

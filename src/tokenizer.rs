@@ -99,7 +99,28 @@ impl Tokenizer {
                 }
             }
         }
+        Ok(Tokenizer::from_parts(inner, template, special))
+    }
 
+    /// The tokenizer a GGUF file describes (`tokenizer.ggml.*`, `tokenizer.chat_template`).
+    pub(crate) fn from_gguf(g: &crate::weights::gguf::GgufFile) -> Result<Tokenizer> {
+        let parts = crate::gguf_llama::tokenizer_parts(g)?;
+        let inner = <tokenizers::Tokenizer as std::str::FromStr>::from_str(&parts.json.to_string())
+            .map_err(|e| {
+                Error::model(format!(
+                    "{}: cannot build a tokenizer from tokenizer.ggml.*: {e}",
+                    g.path.display()
+                ))
+            })?;
+        Ok(Tokenizer::from_parts(inner, parts.template, parts.special))
+    }
+
+    /// A tokenizer with its template and special token texts (`("bos_token", "<s>")`, ...).
+    fn from_parts(
+        inner: tokenizers::Tokenizer,
+        template: Option<String>,
+        special: Vec<(String, String)>,
+    ) -> Tokenizer {
         let inv = byte_level_inverse();
         let vocab = inner.get_vocab(true);
         let size = vocab.values().map(|&i| i as usize + 1).max().unwrap_or(0);
@@ -119,12 +140,12 @@ impl Tokenizer {
                 b
             };
         }
-        Ok(Tokenizer {
+        Tokenizer {
             inner,
             pieces,
             template,
             special,
-        })
+        }
     }
 
     /// The id of a token given as its text, if the vocabulary has it.

@@ -234,6 +234,19 @@ fn vision_config(f: &Fields) -> Result<VisionConfig> {
 pub fn load_model_config(dir: &Path) -> Result<ModelConfig> {
     let path = dir.join("config.json");
     let cfg = read_json(&path)?;
+    let gen_path = dir.join("generation_config.json");
+    let gen = read_json_opt(&gen_path)?;
+    model_config_from(&cfg, &path, gen.as_ref(), &gen_path)
+}
+
+/// A configuration from a `config.json` value (`path` names it in errors) and an optional
+/// `generation_config.json` value, with every check `load_model_config` makes.
+pub(crate) fn model_config_from(
+    cfg: &Value,
+    path: &Path,
+    gen: Option<&Value>,
+    gen_path: &Path,
+) -> Result<ModelConfig> {
     if !cfg.is_object() {
         return Err(Error::model(format!(
             "{}: expected a JSON object",
@@ -241,8 +254,8 @@ pub fn load_model_config(dir: &Path) -> Result<ModelConfig> {
         )));
     }
     let top = Fields {
-        obj: &cfg,
-        file: &path,
+        obj: cfg,
+        file: path,
         section: "",
     };
     let model_type = top.str("model_type").unwrap_or("").to_string();
@@ -257,8 +270,6 @@ pub fn load_model_config(dir: &Path) -> Result<ModelConfig> {
             )))
         }
     };
-    let gen_path = dir.join("generation_config.json");
-    let gen = read_json_opt(&gen_path)?;
 
     let (vision, text, scale_factor, image_token_id, tie) = match architecture {
         Architecture::Vision => {
@@ -272,12 +283,12 @@ pub fn load_model_config(dir: &Path) -> Result<ModelConfig> {
                 .unwrap_or(Value::Object(Default::default()));
             let vf = Fields {
                 obj: &vobj,
-                file: &path,
+                file: path,
                 section: "vision_config",
             };
             let tf = Fields {
                 obj: &tobj,
-                file: &path,
+                file: path,
                 section: "text_config",
             };
             let vision = vision_config(&vf)?;
@@ -306,18 +317,18 @@ pub fn load_model_config(dir: &Path) -> Result<ModelConfig> {
 
     // generate() stops on generation_config's eos ids; only without that file do the model
     // config's ids apply (GenerationConfig.from_model_config).
-    let mut eos = match &gen {
-        Some(g) => ids(g, "eos_token_id", &gen_path, "")?,
+    let mut eos = match gen {
+        Some(g) => ids(g, "eos_token_id", gen_path, "")?,
         None => vec![],
     };
-    let mut eos_file = &gen_path;
+    let mut eos_file = gen_path;
     if eos.is_empty() {
-        eos = ids(&cfg, "eos_token_id", &path, "")?;
-        eos_file = &path;
+        eos = ids(cfg, "eos_token_id", path, "")?;
+        eos_file = path;
     }
     if eos.is_empty() {
         if let Some(t) = cfg.get("text_config") {
-            eos = ids(t, "eos_token_id", &path, "text_config")?;
+            eos = ids(t, "eos_token_id", path, "text_config")?;
         }
     }
     // An id the model cannot produce would never stop generation: a broken file, not a choice.

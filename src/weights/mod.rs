@@ -2,13 +2,12 @@
 //! dtype conversions every layer may use (`dtype`, a leaf module).
 
 pub(crate) mod dtype;
-pub(crate) mod quant;
-// Read by the tests and the fuzz target until the model loader takes GGUF files.
-#[allow(dead_code)]
 pub(crate) mod gguf;
 #[cfg(test)]
-mod gguf_write;
+pub(crate) mod gguf_write;
+pub(crate) mod quant;
 mod safetensors;
+mod store;
 
 use crate::error::{Error, ErrorKind, Result};
 use half::{bf16, f16};
@@ -17,7 +16,9 @@ use quant::{QuantType, QK};
 use rayon::prelude::*;
 use std::sync::Arc;
 
-pub(crate) use self::safetensors::WeightStore;
+#[cfg(feature = "fuzzing")]
+pub(crate) use self::safetensors::SafetensorsStore;
+pub(crate) use self::store::WeightStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DType {

