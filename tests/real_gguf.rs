@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use smolvlm::{Message, Model, Request, Session, StopReason};
+use smolvlm::{Model, Session, StopReason};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -212,10 +212,7 @@ fn gguf_greedy_tokens_match_transformers() {
     let mut failures = Vec::new();
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let mut req = Request::simple("", None, vec![]);
-        req.messages = Message::parse_list(&case["messages"]).unwrap();
-        req.max_tokens = 48;
-        req.precision = smolvlm::Precision::F32;
+        let req = request_for(case, 48);
         let p = session.prepare(&req).unwrap();
         if p.ids != ids(&case["input_ids"]) {
             failures.push(format!("{name}: prompt ids differ"));
@@ -293,10 +290,7 @@ fn gguf_equals_its_dequantized_values_in_safetensors() {
         let mut here = 0.0f64;
         for case in cases {
             let name = case["name"].as_str().unwrap();
-            let mut req = Request::simple("", None, vec![]);
-            req.messages = Message::parse_list(&case["messages"]).unwrap();
-            req.max_tokens = 48;
-            req.precision = smolvlm::Precision::F32;
+            let req = request_for(case, 48);
             let (a, b) = (
                 gguf.first_logits(&req).unwrap(),
                 dense.first_logits(&req).unwrap(),

@@ -8,7 +8,6 @@
 use super::quant::QuantType;
 use super::{DType, Data, Tensor};
 use crate::error::{Error, Result};
-use half::{bf16, f16};
 use memmap2::Mmap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -435,23 +434,7 @@ impl GgufFile {
             }
         } else {
             // Only a general.alignment below the element size gets here: copy the tensor out.
-            let words = |n: usize| bytes.chunks_exact(n);
-            match dtype {
-                DType::F32 => Data::F32(
-                    words(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect(),
-                ),
-                DType::F16 => {
-                    Data::F16(words(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect())
-                }
-                DType::BF16 => Data::BF16(
-                    words(2)
-                        .map(|c| bf16::from_le_bytes([c[0], c[1]]))
-                        .collect(),
-                ),
-                DType::Quant(_) => unreachable!("blocks need no alignment"),
-            }
+            Data::copied(dtype, bytes)
         };
         Ok(Tensor {
             name: name.to_string(),

@@ -41,6 +41,29 @@ enum Data {
     Quant(Vec<u8>),
 }
 
+impl Data {
+    /// Dense elements of `dtype` read out of little-endian `bytes` (for a tensor the file does
+    /// not align for its element type).
+    fn copied(dtype: DType, bytes: &[u8]) -> Data {
+        let words = |n: usize| bytes.chunks_exact(n);
+        match dtype {
+            DType::F32 => Data::F32(
+                words(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            DType::F16 => Data::F16(words(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect()),
+            DType::BF16 => Data::BF16(
+                words(2)
+                    .map(|c| bf16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            ),
+            // Blocks are bytes: they need no alignment.
+            DType::Quant(_) => Data::Quant(bytes.to_vec()),
+        }
+    }
+}
+
 /// A weight tensor, borrowed from the mmap (or owned when it had to be realigned).
 pub(crate) struct Tensor {
     pub name: String,

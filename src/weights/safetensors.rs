@@ -6,7 +6,6 @@
 use super::{DType, Data, Tensor};
 use crate::error::{Error, Result};
 use ::safetensors::{Dtype, SafeTensors};
-use half::{bf16, f16};
 use memmap2::Mmap;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -227,23 +226,7 @@ impl SafetensorsStore {
                 len: e.len,
             }
         } else {
-            let words = |n: usize| bytes.chunks_exact(n);
-            match dtype {
-                DType::F32 => Data::F32(
-                    words(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect(),
-                ),
-                DType::F16 => {
-                    Data::F16(words(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect())
-                }
-                DType::BF16 => Data::BF16(
-                    words(2)
-                        .map(|c| bf16::from_le_bytes([c[0], c[1]]))
-                        .collect(),
-                ),
-                DType::Quant(_) => unreachable!("safetensors holds no block formats"),
-            }
+            Data::copied(dtype, bytes)
         };
         Ok(Tensor {
             name: name.to_string(),
