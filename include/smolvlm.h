@@ -70,6 +70,11 @@ typedef struct smolvlm_ctx smolvlm_ctx;
 #define SMOLVLM_MAX_TOKENS (1 << 20)
 
 /**
+ * Elements per super-block of the K-quants.
+ */
+#define QK_K 256
+
+/**
  * Log severities passed to the log callback.
  */
 typedef enum smolvlm_log_level {
@@ -175,6 +180,28 @@ typedef enum smolvlm_quantize {
    * 4 bits plus an f16 scale and minimum per 32 (5 bits).
    */
   SMOLVLM_QUANTIZE_Q4_1 = 3,
+  /**
+   * 5 bits plus an f16 scale per 32 (5.5 bits).
+   */
+  SMOLVLM_QUANTIZE_Q5_0 = 4,
+  /**
+   * 5 bits plus an f16 scale and minimum per 32 (6 bits).
+   */
+  SMOLVLM_QUANTIZE_Q5_1 = 5,
+  /**
+   * 4 bits in super-blocks of 256 with 6-bit scales and minimums per 32 (4.5 bits); rows
+   * whose length is not a multiple of 256 take Q5_0, as llama.cpp's quantizer does.
+   */
+  SMOLVLM_QUANTIZE_Q4_K = 6,
+  /**
+   * 5 bits, scaled as Q4_K (5.5 bits); Q5_1 for rows not a multiple of 256.
+   */
+  SMOLVLM_QUANTIZE_Q5_K = 7,
+  /**
+   * 6 bits in super-blocks of 256 with int8 scales per 16 (6.56 bits); Q8_0 for rows not
+   * a multiple of 256.
+   */
+  SMOLVLM_QUANTIZE_Q6_K = 8,
 } smolvlm_quantize;
 
 /**

@@ -14,10 +14,11 @@ struct Proj {
     b: Option<Vec<f32>>,
 }
 
-/// `w` in block format `q` (when asked for and its shape allows), the original's pages released.
+/// `w` in block format `q` (when asked for; llama.cpp's fallback format when its rows do not
+/// fill `q`'s blocks), the original's pages released.
 fn quantized_as(w: Tensor, q: Option<QuantType>) -> Result<Tensor> {
-    match q {
-        Some(q) if w.quantizable() => {
+    match q.and_then(|q| w.quantizable_as(q)) {
+        Some(q) => {
             let out = w.quantized(q)?;
             w.release_pages();
             Ok(out)
@@ -130,12 +131,21 @@ impl TextModel {
         self.embed.dtype == DType::BF16
     }
 
-    /// The block format of the decoder's projections, if they are quantized.
+    /// The block format holding most of the decoder projections' weights, if they are
+    /// quantized (a K-quant's short rows are stored in its fallback format).
     pub fn quantized(&self) -> Option<QuantType> {
-        match self.layers.first()?.q.w.dtype {
-            DType::Quant(q) => Some(q),
-            _ => None,
+        let mut weights: Vec<(QuantType, usize)> = Vec::new();
+        for l in &self.layers {
+            for p in [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down] {
+                if let DType::Quant(q) = p.w.dtype {
+                    match weights.iter_mut().find(|(t, _)| *t == q) {
+                        Some((_, n)) => *n += p.w.numel(),
+                        None => weights.push((q, p.w.numel())),
+                    }
+                }
+            }
         }
+        weights.into_iter().max_by_key(|&(_, n)| n).map(|(q, _)| q)
     }
 
     /// Loads the decoder; with `quantize`, its projections (and the output projection, at 8 bits
@@ -195,7 +205,7 @@ impl TextModel {
         let lm_head = match (names.lm_head, out_q) {
             (Some(n), _) => Some(quantized_as(store.get(n, &[cfg.vocab_size, h])?, out_q)?),
             // Tied: a quantized copy for the logits; lookups keep reading the stored rows.
-            (None, Some(oq)) if embed.quantizable() => {
+            (None, Some(oq)) if embed.quantizable_as(oq) == Some(oq) => {
                 let copy = embed.quantized(oq)?;
                 embed.release_pages();
                 Some(copy)

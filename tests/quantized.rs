@@ -86,7 +86,10 @@ fn check(name: &str) {
     let golden = read_json(&fixtures().join(format!("goldens/{name}.json")));
     let cases = golden["cases"].as_array().unwrap();
     let fixture = fixtures().join("models").join(name);
-    for q in QuantType::ALL {
+    // The tiny models' rows (32 to 96 elements) fit only the 32-element formats; the K-quants'
+    // fallback to them is tested below, their own blocks by the kernels' tests and on the real
+    // SmolLM2-135M.
+    for q in QuantType::ALL.into_iter().filter(|q| q.block_elems() == 32) {
         let (deq_dir, changed) = dequantized_copy(name, q);
         assert!(changed >= 8, "{name}: only {changed} projections");
         for isa in Isa::supported() {
@@ -152,26 +155,73 @@ fn tiny_instruct_quantized_at_load_equals_its_dequantized_weights() {
     check("tiny-instruct");
 }
 
-/// The bytes of every format equal those of llama.cpp's `gguf` Python quantizer (goldens from
-/// tests/reference/quant_goldens.py): a file written here holds what llama.cpp would write.
-#[test]
-fn blocks_equal_ggml_reference_bytes() {
-    let g = read_json(&fixtures().join("goldens/quant-ggml.json"));
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
+}
+
+/// Checks golden file `name`'s rows: for each format in `formats`, quantizing `x` gives the
+/// golden bytes, and where the file has `<format>_deq` dequantizing them gives those values
+/// exactly.
+fn check_goldens(name: &str, formats: &[QuantType]) {
+    let g = read_json(&fixtures().join("goldens").join(name));
     let rows = g["rows"].as_array().unwrap();
-    assert!(rows.len() >= 8);
+    assert!(rows.len() >= 8, "{name}");
     for (r, row) in rows.iter().enumerate() {
-        let x: Vec<f32> = row["x"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect();
-        for q in QuantType::ALL {
+        let x = floats(&row["x"]);
+        for &q in formats {
             let want = row[q.name()].as_str().unwrap();
             let mut got = vec![0u8; q.bytes_for(x.len())];
             quantize(q, &x, &mut got);
             let hex: String = got.iter().map(|b| format!("{b:02x}")).collect();
-            assert_eq!(hex, want, "row {r} {}", q.name());
+            assert_eq!(hex, want, "{name} row {r} {}", q.name());
+            if let Some(deq) = row.get(format!("{}_deq", q.name())) {
+                let mut y = vec![f32::NAN; x.len()];
+                dequantize(q, &got, &mut y);
+                let want = floats(deq);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&y), bits(&want), "{name} row {r} {} values", q.name());
+            }
         }
+    }
+}
+
+/// The 32-element formats' bytes equal those of llama.cpp's `gguf` Python quantizer (goldens
+/// from tests/reference/quant_goldens.py): a file written here holds what llama.cpp writes.
+#[test]
+fn blocks_equal_ggml_reference_bytes() {
+    let formats: Vec<QuantType> = QuantType::ALL
+        .into_iter()
+        .filter(|q| q.block_elems() == 32)
+        .collect();
+    check_goldens("quant-ggml.json", &formats);
+}
+
+/// The K-quants' bytes and dequantized values (and the 32-element formats' bytes once more)
+/// equal those of ggml's own C reference functions, compiled from llama.cpp's source by
+/// tests/reference/kquant_goldens.py.
+#[test]
+fn k_quant_blocks_equal_ggml_reference_bytes() {
+    check_goldens("quant-kquants.json", &QuantType::ALL);
+}
+
+/// Rows that do not fill a K-quant's 256-element blocks take the format llama.cpp's quantizer
+/// falls back to (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0): the tiny models' rows are all such.
+#[test]
+fn k_quants_fall_back_as_llama_cpp_does_for_short_rows() {
+    let fixture = fixtures().join("models").join("tiny-256m");
+    for (asked, stored) in [
+        (QuantType::Q4_K, QuantType::Q5_0),
+        (QuantType::Q5_K, QuantType::Q5_1),
+        (QuantType::Q6_K, QuantType::Q8_0),
+    ] {
+        assert_eq!(asked.for_row(576), Some(stored));
+        assert_eq!(asked.for_row(1536), Some(asked));
+        assert_eq!(asked.for_row(48), None);
+        let m = load(&fixture, Isa::Portable, Some(asked));
+        assert_eq!(m.quantization(), Some(stored), "{}", asked.name());
     }
 }

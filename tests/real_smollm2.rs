@@ -184,3 +184,126 @@ fn quantized_greedy_agreement_with_the_unquantized_model() {
         }
     }
 }
+
+/// Max |Δ| of first-step logits between the model quantized at load to a K-quant and the same
+/// model holding those dequantized values as f32: only the order of the f32 sums differs.
+/// Measured worst 4.96e-5 (portable kernels; AVX2 1.76e-5, AVX-512 0: the order of its f32
+/// rows); the bound is 4x that.
+const TOL_K_DEQUANTIZED: f64 = 4.0 * 4.96e-5;
+
+/// The K-quants on real rows: SmolLM2-135M's down projections (k = 1536) are stored as Q4_K or
+/// Q6_K blocks, its other projections (k = 576) in llama.cpp's fallback formats, the tied
+/// output projection as Q8_0. With every kernel variant the model must compute what a copy
+/// holding the dequantized values computes: equal greedy tokens and first-step logits within
+/// TOL_K_DEQUANTIZED.
+#[test]
+#[ignore = "needs models/smollm2-135m-instruct: run scripts/test.sh"]
+fn k_quantized_at_load_equals_its_dequantized_weights() {
+    use smolvlm::quant::{dequantize, quantize, QuantType};
+    let dir = model_dir();
+    let golden = read_json(&fixtures().join("goldens/smollm2-135m.json"));
+    let cases = golden["cases"].as_array().unwrap();
+    let tensors = read_tensors(&dir.join("model.safetensors"));
+    let widen = |b: &[u8]| -> Vec<f32> {
+        b.chunks_exact(2)
+            .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+            .collect()
+    };
+    let roundtrip = |q: QuantType, x: &[f32]| -> Vec<u8> {
+        let mut blocks = vec![0u8; q.bytes_for(x.len())];
+        quantize(q, x, &mut blocks);
+        let mut y = vec![0.0f32; x.len()];
+        dequantize(q, &blocks, &mut y);
+        y.iter().flat_map(|v| v.to_le_bytes()).collect()
+    };
+    for asked in [QuantType::Q4_K, QuantType::Q6_K] {
+        let copy = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("deq-{}", asked.name()));
+        let _ = std::fs::remove_dir_all(&copy);
+        std::fs::create_dir_all(&copy).unwrap();
+        for f in [
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "generation_config.json",
+        ] {
+            std::fs::copy(dir.join(f), copy.join(f)).unwrap();
+        }
+        let mut config = read_json(&dir.join("config.json"));
+        config["tie_word_embeddings"] = serde_json::Value::Bool(false);
+        std::fs::write(copy.join("config.json"), config.to_string()).unwrap();
+        let mut out = Vec::new();
+        let mut blocks_of = [0usize; 2];
+        for (n, dtype, shape, bytes) in &tensors {
+            assert_eq!(*dtype, safetensors::Dtype::BF16, "{n}");
+            let projection = n.starts_with("model.layers.") && n.ends_with("_proj.weight");
+            if projection {
+                let q = asked.for_row(shape[1]).unwrap();
+                blocks_of[(q == asked) as usize] += 1;
+                out.push((
+                    n.clone(),
+                    safetensors::Dtype::F32,
+                    shape.clone(),
+                    roundtrip(q, &widen(bytes)),
+                ));
+            } else {
+                out.push((n.clone(), *dtype, shape.clone(), bytes.clone()));
+            }
+            if n == "model.embed_tokens.weight" {
+                let head = roundtrip(QuantType::Q8_0, &widen(bytes));
+                out.push((
+                    "lm_head.weight".into(),
+                    safetensors::Dtype::F32,
+                    shape.clone(),
+                    head,
+                ));
+            }
+        }
+        assert!(blocks_of[0] > 0 && blocks_of[1] > 0, "{blocks_of:?}");
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        write_tensors(&copy.join("model.safetensors"), &out);
+        for isa in smolvlm::Isa::supported() {
+            let load = |d: &std::path::Path, quantize| {
+                let opts = smolvlm::LoadOptions {
+                    isa: Some(isa),
+                    quantize,
+                };
+                Arc::new(Model::load_with(d, opts, &mut |_| true).expect("load"))
+            };
+            let (mut sq, mut sd) = (
+                Session::new(load(&dir, Some(asked))),
+                Session::new(load(&copy, None)),
+            );
+            let mut worst = 0.0f64;
+            for case in cases {
+                let mut req = Request::simple("", None, vec![]);
+                req.messages = Message::parse_list(&case["messages"]).unwrap();
+                req.max_tokens = 16;
+                req.precision = smolvlm::Precision::F32;
+                let (lq, ld) = (
+                    sq.first_logits(&req).unwrap(),
+                    sd.first_logits(&req).unwrap(),
+                );
+                let d = lq
+                    .iter()
+                    .zip(&ld)
+                    .map(|(a, b)| (*a as f64 - *b as f64).abs())
+                    .fold(0.0, f64::max);
+                worst = worst.max(d);
+                let tq = sq.generate(&req, Default::default()).unwrap().tokens;
+                let td = sd.generate(&req, Default::default()).unwrap().tokens;
+                assert_eq!(tq, td, "{} [{}] {}", asked.name(), isa.name(), case["name"]);
+            }
+            eprintln!(
+                "{} [{}]: first-step logits vs the dequantized copy {worst:.2e}",
+                asked.name(),
+                isa.name()
+            );
+            assert!(
+                worst <= TOL_K_DEQUANTIZED,
+                "{} [{}]: {worst:.2e}",
+                asked.name(),
+                isa.name()
+            );
+        }
+        let _ = std::fs::remove_dir_all(&copy);
+    }
+}

@@ -120,12 +120,18 @@ func LoadModel(dir string, progress func(float32) bool) (*Model, error) {
 // Quantize is a block format the decoder's linear weights can be quantized to at load.
 type Quantize int32
 
-// The formats of LoadModelQuantized (ggml's Q8_0, Q4_0 and Q4_1; the output projection is Q8_0).
+// The formats of LoadModelQuantized (ggml's; the output projection is Q8_0). Rows that do not
+// fill a K-quant's 256-element blocks take llama.cpp's fallback (Q5_0, Q5_1, Q8_0).
 const (
 	QuantizeNone Quantize = C.SMOLVLM_QUANTIZE_NONE
 	QuantizeQ8_0 Quantize = C.SMOLVLM_QUANTIZE_Q8_0
 	QuantizeQ4_0 Quantize = C.SMOLVLM_QUANTIZE_Q4_0
 	QuantizeQ4_1 Quantize = C.SMOLVLM_QUANTIZE_Q4_1
+	QuantizeQ5_0 Quantize = C.SMOLVLM_QUANTIZE_Q5_0
+	QuantizeQ5_1 Quantize = C.SMOLVLM_QUANTIZE_Q5_1
+	QuantizeQ4_K Quantize = C.SMOLVLM_QUANTIZE_Q4_K
+	QuantizeQ5_K Quantize = C.SMOLVLM_QUANTIZE_Q5_K
+	QuantizeQ6_K Quantize = C.SMOLVLM_QUANTIZE_Q6_K
 )
 
 // LoadModelQuantized loads a model directory with its decoder's linear weights quantized at load

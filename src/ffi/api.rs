@@ -89,9 +89,15 @@ pub unsafe extern "C" fn smolvlm_model_load(
             v if v == smolvlm_quantize::Q8_0 as i32 => Some(crate::QuantType::Q8_0),
             v if v == smolvlm_quantize::Q4_0 as i32 => Some(crate::QuantType::Q4_0),
             v if v == smolvlm_quantize::Q4_1 as i32 => Some(crate::QuantType::Q4_1),
+            v if v == smolvlm_quantize::Q5_0 as i32 => Some(crate::QuantType::Q5_0),
+            v if v == smolvlm_quantize::Q5_1 as i32 => Some(crate::QuantType::Q5_1),
+            v if v == smolvlm_quantize::Q4_K as i32 => Some(crate::QuantType::Q4_K),
+            v if v == smolvlm_quantize::Q5_K as i32 => Some(crate::QuantType::Q5_K),
+            v if v == smolvlm_quantize::Q6_K as i32 => Some(crate::QuantType::Q6_K),
             v => {
                 return fail(Error::invalid(format!(
-                    "params->quantize is {v}; use one of SMOLVLM_QUANTIZE_NONE, _Q8_0, _Q4_0, _Q4_1"
+                    "params->quantize is {v}; use one of SMOLVLM_QUANTIZE_NONE, _Q8_0, _Q4_0, \
+                     _Q4_1, _Q5_0, _Q5_1, _Q4_K, _Q5_K, _Q6_K"
                 )))
             }
         };

@@ -59,6 +59,18 @@ pub enum smolvlm_quantize {
     Q4_0 = 2,
     /// 4 bits plus an f16 scale and minimum per 32 (5 bits).
     Q4_1 = 3,
+    /// 5 bits plus an f16 scale per 32 (5.5 bits).
+    Q5_0 = 4,
+    /// 5 bits plus an f16 scale and minimum per 32 (6 bits).
+    Q5_1 = 5,
+    /// 4 bits in super-blocks of 256 with 6-bit scales and minimums per 32 (4.5 bits); rows
+    /// whose length is not a multiple of 256 take Q5_0, as llama.cpp's quantizer does.
+    Q4_K = 6,
+    /// 5 bits, scaled as Q4_K (5.5 bits); Q5_1 for rows not a multiple of 256.
+    Q5_K = 7,
+    /// 6 bits in super-blocks of 256 with int8 scales per 16 (6.56 bits); Q8_0 for rows not
+    /// a multiple of 256.
+    Q6_K = 8,
 }
 
 /// Image splitting: the model's preprocessor default, always, or never.

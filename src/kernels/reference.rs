@@ -1,7 +1,7 @@
 //! Portable kernels: the oracle every SIMD variant is tested against. Written so the compiler
 //! can vectorise them (8 independent accumulators) without target features.
 
-use crate::weights::quant::{self, QuantType, QK};
+use crate::weights::quant::{self, QuantType, QK_K};
 use half::{bf16, f16};
 
 #[inline]
@@ -38,13 +38,17 @@ pub(crate) fn dot_f16(x: &[f32], w: &[f16]) -> f32 {
     dot_by(x, w, f16::to_f32)
 }
 
-/// Σ x·w with w a row of `t` blocks, each expanded to its dequantized values (x.len() a
-/// multiple of 32).
+/// Σ x·w with w a row of `t` blocks, each expanded to its dequantized values (x.len() whole
+/// blocks).
 pub(crate) fn dot_quant(x: &[f32], t: QuantType, w: &[u8]) -> f32 {
     let mut acc = [0.0f32; 8];
-    let mut wide = [0.0f32; QK];
-    for (xb, wb) in x.chunks_exact(QK).zip(w.chunks_exact(t.block_bytes())) {
-        quant::dequantize_block(t, wb, &mut wide);
+    let mut buf = [0.0f32; QK_K];
+    let wide = &mut buf[..t.block_elems()];
+    for (xb, wb) in x
+        .chunks_exact(t.block_elems())
+        .zip(w.chunks_exact(t.block_bytes()))
+    {
+        quant::dequantize_block(t, wb, wide);
         for (xs, ws) in xb.chunks_exact(8).zip(wide.chunks_exact(8)) {
             for l in 0..8 {
                 acc[l] += xs[l] * ws[l];

@@ -92,15 +92,15 @@ fn ggml_type(t: u32) -> Option<(GgmlType, u64, u64)> {
         1 => known(DType::F16, 1, 2),
         2 => known(DType::Quant(QuantType::Q4_0), 32, 18),
         3 => known(DType::Quant(QuantType::Q4_1), 32, 20),
-        6 => other(32, 22), // Q5_0
-        7 => other(32, 24), // Q5_1
+        6 => known(DType::Quant(QuantType::Q5_0), 32, 22),
+        7 => known(DType::Quant(QuantType::Q5_1), 32, 24),
         8 => known(DType::Quant(QuantType::Q8_0), 32, 34),
         9 => other(32, 36),   // Q8_1
         10 => other(256, 84), // Q2_K
         11 => other(256, 110),
-        12 => other(256, 144), // Q4_K
-        13 => other(256, 176), // Q5_K
-        14 => other(256, 210), // Q6_K
+        12 => known(DType::Quant(QuantType::Q4_K), 256, 144),
+        13 => known(DType::Quant(QuantType::Q5_K), 256, 176),
+        14 => known(DType::Quant(QuantType::Q6_K), 256, 210),
         15 => other(256, 292), // Q8_K
         24 => other(1, 1),     // I8
         25 => other(1, 2),     // I16
@@ -414,7 +414,7 @@ impl GgufFile {
             GgmlType::Known(d) => d,
             t => {
                 return Err(Error::model(format!(
-                    "{}: tensor {name} is {}; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1",
+                    "{}: tensor {name} is {}; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K",
                     self.path.display(),
                     ggml_type_name(t)
                 )))

@@ -58,7 +58,7 @@ fn every_value() -> Vec<(&'static str, Value)> {
 
 /// A file with every value type and tensors of F32, F16, BF16 and the three block formats.
 fn sample(alignment: usize) -> (Vec<u8>, Vec<f32>) {
-    let (n, k) = (3usize, 64usize);
+    let (n, k) = (3usize, 256usize);
     let x: Vec<f32> = (0..n * k)
         .map(|i| ((i * 7 % 23) as f32 - 11.0) / 8.0)
         .collect();
@@ -90,12 +90,17 @@ fn sample(alignment: usize) -> (Vec<u8>, Vec<f32>) {
         (QuantType::Q8_0, 8),
         (QuantType::Q4_0, 2),
         (QuantType::Q4_1, 3),
+        (QuantType::Q5_0, 6),
+        (QuantType::Q5_1, 7),
+        (QuantType::Q4_K, 12),
+        (QuantType::Q5_K, 13),
+        (QuantType::Q6_K, 14),
     ] {
         let mut blocks = vec![0u8; q.bytes_for(x.len())];
         quant::quantize(q, &x, &mut blocks);
         w.tensor(q.name(), &dims, ty, blocks);
     }
-    w.tensor("q4_k", &[256, 1], 12, vec![0u8; 144]);
+    w.tensor("q2_k", &[256, 1], 10, vec![0u8; 84]);
     w.tensor("norm", &[k as u64], 0, vec![0u8; 4 * k]);
     (w.to_bytes(), x)
 }
@@ -109,7 +114,7 @@ fn every_value_and_tensor_type_reads_back() {
         for (key, v) in every_value() {
             assert_eq!(f.get(key), Some(&v), "{key}");
         }
-        let shape = [3usize, 64];
+        let shape = [3usize, 256];
         let f32s = |t: &Tensor| t.to_f32_vec();
         assert_eq!(f32s(&f.tensor("f32", &shape).unwrap()), x);
         // These values are exact in f16 and bf16 (multiples of 1/8 below 2).
@@ -123,12 +128,12 @@ fn every_value_and_tensor_type_reads_back() {
             quant::quantize(q, &x, &mut want);
             assert!(matches!(t.view(), View::Quant(tq, b) if tq == q && b == &want[..]));
         }
-        let e = f.tensor("q4_k", &[1, 256]).err().unwrap().to_string();
-        assert!(e.contains("Q4_K") && e.contains("supported"), "{e}");
-        let e = f.tensor("f32", &[64, 3]).err().unwrap().to_string();
-        assert!(e.contains("shape [3, 64]"), "{e}");
+        let e = f.tensor("q2_k", &[1, 256]).err().unwrap().to_string();
+        assert!(e.contains("Q2_K") && e.contains("supported"), "{e}");
+        let e = f.tensor("f32", &[256, 3]).err().unwrap().to_string();
+        assert!(e.contains("shape [3, 256]"), "{e}");
         assert!(f.tensor("absent", &shape).is_err());
-        assert_eq!(f.tensor("norm", &[64]).unwrap().shape, vec![64]);
+        assert_eq!(f.tensor("norm", &[256]).unwrap().shape, vec![256]);
     }
 }
 

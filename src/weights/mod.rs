@@ -5,6 +5,7 @@ pub(crate) mod dtype;
 pub(crate) mod gguf;
 #[cfg(test)]
 pub(crate) mod gguf_write;
+pub(crate) mod kquant;
 pub(crate) mod quant;
 mod safetensors;
 mod store;
@@ -12,7 +13,7 @@ mod store;
 use crate::error::{Error, ErrorKind, Result};
 use half::{bf16, f16};
 use memmap2::Mmap;
-use quant::{QuantType, QK};
+use quant::QuantType;
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ pub(crate) enum DType {
     F32,
     F16,
     BF16,
-    /// Blocks of [`quant::QK`] elements along each row.
+    /// Whole blocks along each row.
     Quant(QuantType),
 }
 
@@ -85,8 +86,9 @@ pub(crate) enum View<'a> {
 /// The byte range of elements `[start, start + len)` of a block format; both ends must fall on
 /// block boundaries (rows of quantized tensors are whole blocks).
 fn block_range(t: QuantType, start: usize, len: usize) -> std::ops::Range<usize> {
+    let be = t.block_elems();
     assert!(
-        start.is_multiple_of(QK) && len.is_multiple_of(QK),
+        start.is_multiple_of(be) && len.is_multiple_of(be),
         "{t:?}: elements {start}..+{len} cut a block"
     );
     t.bytes_for(start)..t.bytes_for(start + len)
@@ -140,20 +142,25 @@ impl Tensor {
         }
     }
 
-    /// Whether [`Tensor::quantized`] applies: a dense [n, k] matrix, k a multiple of
-    /// [`quant::QK`].
-    pub fn quantizable(&self) -> bool {
-        matches!(self.shape[..], [n, k] if n > 0 && k.is_multiple_of(QK))
-            && !matches!(self.dtype, DType::Quant(_))
+    /// The format [`Tensor::quantized`] stores this tensor in when `t` is asked for (see
+    /// [`QuantType::for_row`]); None unless it is a dense [n, k] matrix whose rows fit blocks.
+    pub fn quantizable_as(&self, t: QuantType) -> Option<QuantType> {
+        match self.shape[..] {
+            [n, k] if n > 0 && !matches!(self.dtype, DType::Quant(_)) => t.for_row(k),
+            _ => None,
+        }
     }
 
-    /// This matrix (see [`Tensor::quantizable`]) quantized row by row into `t`, as ggml's
-    /// reference quantization does.
+    /// This matrix quantized row by row into `t`, as ggml's reference quantization does.
+    ///
+    /// # Panics
+    /// Unless `self.quantizable_as(t) == Some(t)`.
     pub fn quantized(&self, t: QuantType) -> Result<Tensor> {
         assert!(
-            self.quantizable(),
-            "{}: not a quantizable matrix",
-            self.name
+            self.quantizable_as(t) == Some(t),
+            "{}: not a matrix of whole {} blocks",
+            self.name,
+            t.name()
         );
         let (n, k) = (self.shape[0], self.shape[1]);
         let view = self.view();

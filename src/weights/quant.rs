@@ -1,15 +1,20 @@
-//! ggml's 32-element block formats (Q8_0, Q4_0, Q4_1): their byte layout as GGUF stores it,
-//! quantization as ggml's reference functions compute it (so a file written here holds the bytes
-//! llama.cpp's `llama-quantize` would write), and dequantization. A leaf module: the kernels
-//! expand blocks with the same formulas.
+//! ggml's block formats as GGUF stores them: the 32-element ones (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1)
+//! here and the 256-element K-quants (Q4_K, Q5_K, Q6_K) in `kquant`. Quantization computes what
+//! ggml's reference functions compute (so a file written here holds the bytes llama.cpp's
+//! `llama-quantize` would write) and dequantization the values ggml's `dequantize_row_*` gives.
+//! A leaf module: the kernels expand blocks with the same formulas.
 
+use super::kquant;
 use half::f16;
 
-/// Elements per block of every format here.
+/// Elements per block of the 32-element formats.
 pub const QK: usize = 32;
+/// Elements per super-block of the K-quants.
+pub const QK_K: usize = 256;
 
 /// A block format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(non_camel_case_types)] // ggml's names
 pub enum QuantType {
     /// 8-bit: an f16 scale and 32 signed bytes; w = d·q.
     Q8_0,
@@ -17,11 +22,31 @@ pub enum QuantType {
     Q4_0,
     /// 4-bit with a minimum: f16 scale and minimum, 32 nibbles; w = d·q + m.
     Q4_1,
+    /// 5-bit: an f16 scale, the 32 fifth bits, 32 nibbles; w = d·(q − 16).
+    Q5_0,
+    /// 5-bit with a minimum: f16 scale and minimum, fifth bits, nibbles; w = d·q + m.
+    Q5_1,
+    /// 4-bit super-blocks of 256: eight 6-bit scales and minimums under two f16 ones;
+    /// w = d·s_j·q − dmin·m_j.
+    Q4_K,
+    /// 5-bit super-blocks of 256, scaled as Q4_K.
+    Q5_K,
+    /// 6-bit super-blocks of 256: sixteen int8 scales under an f16 one; w = d·s_j·(q − 32).
+    Q6_K,
 }
 
 impl QuantType {
     /// Every format, in the order of the names below.
-    pub const ALL: [QuantType; 3] = [QuantType::Q8_0, QuantType::Q4_0, QuantType::Q4_1];
+    pub const ALL: [QuantType; 8] = [
+        QuantType::Q8_0,
+        QuantType::Q4_0,
+        QuantType::Q4_1,
+        QuantType::Q5_0,
+        QuantType::Q5_1,
+        QuantType::Q4_K,
+        QuantType::Q5_K,
+        QuantType::Q6_K,
+    ];
 
     /// Bytes of one block.
     pub const fn block_bytes(self) -> usize {
@@ -29,15 +54,33 @@ impl QuantType {
             QuantType::Q8_0 => 34,
             QuantType::Q4_0 => 18,
             QuantType::Q4_1 => 20,
+            QuantType::Q5_0 => 22,
+            QuantType::Q5_1 => 24,
+            QuantType::Q4_K => 144,
+            QuantType::Q5_K => 176,
+            QuantType::Q6_K => 210,
         }
     }
 
-    /// The name llama.cpp uses, lower case: `q8_0`, `q4_0`, `q4_1`.
+    /// Elements of one block: [`QK`] or [`QK_K`].
+    pub const fn block_elems(self) -> usize {
+        match self {
+            QuantType::Q4_K | QuantType::Q5_K | QuantType::Q6_K => QK_K,
+            _ => QK,
+        }
+    }
+
+    /// The name llama.cpp uses, lower case: `q8_0`, `q4_k`, …
     pub fn name(self) -> &'static str {
         match self {
             QuantType::Q8_0 => "q8_0",
             QuantType::Q4_0 => "q4_0",
             QuantType::Q4_1 => "q4_1",
+            QuantType::Q5_0 => "q5_0",
+            QuantType::Q5_1 => "q5_1",
+            QuantType::Q4_K => "q4_k",
+            QuantType::Q5_K => "q5_k",
+            QuantType::Q6_K => "q6_k",
         }
     }
 
@@ -48,29 +91,47 @@ impl QuantType {
             .find(|q| q.name().eq_ignore_ascii_case(s))
     }
 
-    /// Bytes of `n` elements (n a multiple of [`QK`]).
+    /// Bytes of `n` elements (n a multiple of [`QuantType::block_elems`]).
     pub fn bytes_for(self, n: usize) -> usize {
-        n / QK * self.block_bytes()
+        n / self.block_elems() * self.block_bytes()
+    }
+
+    /// The format a row of `k` elements is stored in when this one is asked for: itself when `k`
+    /// fills its blocks, else the 32-element format llama.cpp's quantizer falls back to (Q4_K →
+    /// Q5_0, Q5_K → Q5_1, Q6_K → Q8_0); None when not even that fits.
+    pub fn for_row(self, k: usize) -> Option<QuantType> {
+        let t = if k.is_multiple_of(self.block_elems()) {
+            self
+        } else {
+            match self {
+                QuantType::Q4_K => QuantType::Q5_0,
+                QuantType::Q5_K => QuantType::Q5_1,
+                QuantType::Q6_K => QuantType::Q8_0,
+                t => t,
+            }
+        };
+        (k > 0 && k.is_multiple_of(t.block_elems())).then_some(t)
     }
 }
 
-fn half_at(b: &[u8], at: usize) -> f32 {
+pub(super) fn half_at(b: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
 }
 
-/// The scale (and minimum, 0 for the formats without one) of a block.
+/// The scale (and minimum, 0 for the formats without one) of a 32-element block.
 #[inline]
 pub(crate) fn scale_min(t: QuantType, block: &[u8]) -> (f32, f32) {
     match t {
-        QuantType::Q4_1 => (half_at(block, 0), half_at(block, 2)),
+        QuantType::Q4_1 | QuantType::Q5_1 => (half_at(block, 0), half_at(block, 2)),
         _ => (half_at(block, 0), 0.0),
     }
 }
 
-/// Expands one block into 32 f32 weights, the values ggml's `dequantize_row_*` computes: d·q is
-/// exact in f32 (an 11-bit scale times a ≤ 8-bit integer), so one rounding at most (Q4_1's + m).
+/// Expands one block into its `t.block_elems()` f32 weights (`out` that long), the values
+/// ggml's `dequantize_row_*` computes: d·q is exact in f32 (an 11-bit scale times a ≤ 8-bit
+/// integer), so one rounding at most (the minimum's + m).
 #[inline]
-pub(crate) fn dequantize_block(t: QuantType, block: &[u8], out: &mut [f32; QK]) {
+pub(crate) fn dequantize_block(t: QuantType, block: &[u8], out: &mut [f32]) {
     let (d, m) = scale_min(t, block);
     match t {
         QuantType::Q8_0 => {
@@ -89,40 +150,60 @@ pub(crate) fn dequantize_block(t: QuantType, block: &[u8], out: &mut [f32; QK]) 
                 out[j + 16] = d * ((b >> 4) as i32 - off) as f32 + m;
             }
         }
-    }
-}
-
-/// Dequantizes `out.len()` elements (a multiple of [`QK`]) from `bytes`.
-///
-/// # Panics
-/// When `out.len()` is not a multiple of [`QK`] or `bytes` holds fewer blocks.
-pub fn dequantize(t: QuantType, bytes: &[u8], out: &mut [f32]) {
-    let bb = t.block_bytes();
-    assert!(out.len().is_multiple_of(QK) && bytes.len() >= out.len() / QK * bb);
-    let mut tmp = [0.0f32; QK];
-    for (o, blk) in out.chunks_exact_mut(QK).zip(bytes.chunks_exact(bb)) {
-        dequantize_block(t, blk, &mut tmp);
-        o.copy_from_slice(&tmp);
-    }
-}
-
-/// Quantizes `x` (a multiple of [`QK`] long) into `out` as ggml's `quantize_row_*_ref` does.
-///
-/// # Panics
-/// When `x.len()` is not a multiple of [`QK`] or `out` is not `x.len() / QK` blocks long.
-pub fn quantize(t: QuantType, x: &[f32], out: &mut [u8]) {
-    let bb = t.block_bytes();
-    assert!(x.len().is_multiple_of(QK) && out.len() == x.len() / QK * bb);
-    for (v, o) in x.chunks_exact(QK).zip(out.chunks_exact_mut(bb)) {
-        match t {
-            QuantType::Q8_0 => quantize_q8_0(v, o),
-            QuantType::Q4_0 => quantize_q4_0(v, o),
-            QuantType::Q4_1 => quantize_q4_1(v, o),
+        QuantType::Q5_0 | QuantType::Q5_1 => {
+            let (at, off) = if t == QuantType::Q5_0 {
+                (2, 16)
+            } else {
+                (4, 0)
+            };
+            let qh = u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]);
+            for (j, &b) in block[at + 4..at + 20].iter().enumerate() {
+                let lo = (b & 15) as i32 | (((qh >> j) & 1) << 4) as i32;
+                let hi = (b >> 4) as i32 | (((qh >> (j + 16)) & 1) << 4) as i32;
+                out[j] = d * (lo - off) as f32 + m;
+                out[j + 16] = d * (hi - off) as f32 + m;
+            }
+        }
+        QuantType::Q4_K | QuantType::Q5_K | QuantType::Q6_K => {
+            kquant::dequantize_block(t, block, out)
         }
     }
 }
 
-fn put_half(o: &mut [u8], at: usize, v: f32) {
+/// Dequantizes `out.len()` elements (whole blocks) from `bytes`.
+///
+/// # Panics
+/// When `out.len()` is not a multiple of the block size or `bytes` holds fewer blocks.
+pub fn dequantize(t: QuantType, bytes: &[u8], out: &mut [f32]) {
+    let (bb, be) = (t.block_bytes(), t.block_elems());
+    assert!(out.len().is_multiple_of(be) && bytes.len() >= out.len() / be * bb);
+    for (o, blk) in out.chunks_exact_mut(be).zip(bytes.chunks_exact(bb)) {
+        dequantize_block(t, blk, o);
+    }
+}
+
+/// Quantizes `x` (whole blocks) into `out` as ggml's `quantize_row_*_ref` does.
+///
+/// # Panics
+/// When `x.len()` is not a multiple of the block size or `out` is not that many blocks long.
+pub fn quantize(t: QuantType, x: &[f32], out: &mut [u8]) {
+    let (bb, be) = (t.block_bytes(), t.block_elems());
+    assert!(x.len().is_multiple_of(be) && out.len() == x.len() / be * bb);
+    for (v, o) in x.chunks_exact(be).zip(out.chunks_exact_mut(bb)) {
+        match t {
+            QuantType::Q8_0 => quantize_q8_0(v, o),
+            QuantType::Q4_0 => quantize_q4_0(v, o),
+            QuantType::Q4_1 => quantize_q4_1(v, o),
+            QuantType::Q5_0 => quantize_q5_0(v, o),
+            QuantType::Q5_1 => quantize_q5_1(v, o),
+            QuantType::Q4_K => kquant::quantize_q4_k(v, o),
+            QuantType::Q5_K => kquant::quantize_q5_k(v, o),
+            QuantType::Q6_K => kquant::quantize_q6_k(v, o),
+        }
+    }
+}
+
+pub(super) fn put_half(o: &mut [u8], at: usize, v: f32) {
     o[at..at + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
 }
 
@@ -137,8 +218,8 @@ fn quantize_q8_0(v: &[f32], o: &mut [u8]) {
     }
 }
 
-fn quantize_q4_0(v: &[f32], o: &mut [u8]) {
-    // The value of largest magnitude, with its sign (the first one on ties).
+/// The value of largest magnitude, with its sign (the first one on ties).
+fn signed_max(v: &[f32]) -> f32 {
     let (mut amax, mut max) = (0.0f32, 0.0f32);
     for &x in v {
         if amax < x.abs() {
@@ -146,7 +227,21 @@ fn quantize_q4_0(v: &[f32], o: &mut [u8]) {
             max = x;
         }
     }
-    let d = max / -8.0;
+    max
+}
+
+/// The minimum and maximum, as ggml scans for them.
+fn min_max(v: &[f32]) -> (f32, f32) {
+    let (mut min, mut max) = (f32::MAX, -f32::MAX);
+    for &x in v {
+        min = if x < min { x } else { min };
+        max = if x > max { x } else { max };
+    }
+    (min, max)
+}
+
+fn quantize_q4_0(v: &[f32], o: &mut [u8]) {
+    let d = signed_max(v) / -8.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     put_half(o, 0, d);
     for j in 0..QK / 2 {
@@ -158,11 +253,7 @@ fn quantize_q4_0(v: &[f32], o: &mut [u8]) {
 }
 
 fn quantize_q4_1(v: &[f32], o: &mut [u8]) {
-    let (mut min, mut max) = (f32::MAX, -f32::MAX);
-    for &x in v {
-        min = if x < min { x } else { min };
-        max = if x > max { x } else { max };
-    }
+    let (min, max) = min_max(v);
     let d = (max - min) / 15.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     put_half(o, 0, d);
@@ -172,6 +263,43 @@ fn quantize_q4_1(v: &[f32], o: &mut [u8]) {
         let q1 = (((v[j + QK / 2] - min) * id + 0.5) as i8).min(15) as u8;
         o[4 + j] = q0 | (q1 << 4);
     }
+}
+
+/// Packs 32 five-bit values: nibbles of elements j and j + 16 share byte j, the fifth bits
+/// form a little-endian u32 at `at`.
+fn pack_q5(q: &[u8; QK], o: &mut [u8], at: usize) {
+    let mut qh = 0u32;
+    for j in 0..QK / 2 {
+        let (a, b) = (q[j], q[j + QK / 2]);
+        o[at + 4 + j] = (a & 15) | ((b & 15) << 4);
+        qh |= (((a >> 4) & 1) as u32) << j | (((b >> 4) & 1) as u32) << (j + QK / 2);
+    }
+    o[at..at + 4].copy_from_slice(&qh.to_le_bytes());
+}
+
+fn quantize_q5_0(v: &[f32], o: &mut [u8]) {
+    let d = signed_max(v) / -16.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    put_half(o, 0, d);
+    let mut q = [0u8; QK];
+    for (qi, &x) in q.iter_mut().zip(v) {
+        *qi = ((x * id + 16.5) as i8).min(31) as u8;
+    }
+    pack_q5(&q, o, 2);
+}
+
+fn quantize_q5_1(v: &[f32], o: &mut [u8]) {
+    let (min, max) = min_max(v);
+    let d = (max - min) / 31.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    put_half(o, 0, d);
+    put_half(o, 2, min);
+    let mut q = [0u8; QK];
+    for (qi, &x) in q.iter_mut().zip(v) {
+        // (uint8_t)(x + 0.5f), unclamped as in ggml: the argument lies in [0.5, 31.5].
+        *qi = ((x - min) * id + 0.5) as u8;
+    }
+    pack_q5(&q, o, 4);
 }
 
 #[cfg(test)]
@@ -185,7 +313,7 @@ mod tests {
     #[test]
     fn the_error_of_each_format_is_within_its_step() {
         let x = wave(QK * 40, 0.173, 0.4);
-        for t in QuantType::ALL {
+        for t in QuantType::ALL.into_iter().filter(|t| t.block_elems() == QK) {
             let mut q = vec![0u8; t.bytes_for(x.len())];
             quantize(t, &x, &mut q);
             let mut y = vec![0.0f32; x.len()];
@@ -195,16 +323,23 @@ mod tests {
                     .iter()
                     .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
                 let amax = lo.abs().max(hi.abs());
-                // One step: amax/127 (Q8_0), amax/8 (Q4_0), (max−min)/15 (Q4_1); the scale is
-                // rounded to f16 (2⁻¹¹ relative), so each bound carries that margin too.
+                // One step: amax/127 (Q8_0), amax/8 (Q4_0), amax/16 (Q5_0), (max−min)/15
+                // (Q4_1), (max−min)/31 (Q5_1); the scale is rounded to f16 (2⁻¹¹ relative), so
+                // each bound carries that margin too.
                 let step = match t {
                     QuantType::Q8_0 => amax / 127.0,
                     QuantType::Q4_0 => amax / 8.0,
+                    QuantType::Q5_0 => amax / 16.0,
                     QuantType::Q4_1 => (hi - lo) / 15.0,
+                    _ => (hi - lo) / 31.0,
                 };
-                // Q4_0's 16 levels are −8..7 steps: the extreme opposite the one that set the
-                // scale is clamped to 7 and may be off by a whole step (as in ggml).
-                let steps = if t == QuantType::Q4_0 { 1.0 } else { 0.5 };
+                // Q4_0's levels are −8..7 steps (Q5_0's −16..15): the extreme opposite the one
+                // that set the scale is clamped and may be off by a whole step (as in ggml).
+                let steps = if matches!(t, QuantType::Q4_0 | QuantType::Q5_0) {
+                    1.0
+                } else {
+                    0.5
+                };
                 let bound = steps * step + amax * 2e-3 + 1e-7;
                 for (a, b2) in xb.iter().zip(yb) {
                     assert!((a - b2).abs() <= bound, "{t:?} block {b}: {a} vs {b2}");
@@ -251,8 +386,8 @@ mod tests {
     fn an_all_zero_block_quantizes_to_zeros() {
         for t in QuantType::ALL {
             let mut q = vec![0xAAu8; t.block_bytes()];
-            quantize(t, &[0.0; QK], &mut q);
-            let mut y = [1.0f32; QK];
+            quantize(t, &vec![0.0; t.block_elems()], &mut q);
+            let mut y = vec![1.0f32; t.block_elems()];
             dequantize_block(t, &q, &mut y);
             assert!(y.iter().all(|&v| v == 0.0), "{t:?}");
         }

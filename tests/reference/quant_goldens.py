@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Goldens for ggml's block formats: rows of f32 values and the bytes the `gguf` package
 (llama.cpp's own Python quantizer, written to match ggml's reference functions) makes of them
-as Q8_0, Q4_0 and Q4_1. Needs numpy + gguf (tests/reference/requirements-ci.txt).
+as Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1. Needs numpy + gguf (tests/reference/requirements-ci.txt).
 
     python3 tests/reference/quant_goldens.py > tests/fixtures/goldens/quant-ggml.json
 """
@@ -27,7 +27,7 @@ rows = [np.asarray(r, dtype=np.float32) for r in rows]
 out = {"gguf_version": importlib.metadata.version("gguf"), "rows": []}
 for r in rows:
     entry = {"x": [float(v) for v in r]}
-    for t in (T.Q8_0, T.Q4_0, T.Q4_1):
+    for t in (T.Q8_0, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1):
         entry[t.name.lower()] = quantize(r.reshape(1, -1), t).tobytes().hex()
     out["rows"].append(entry)
 print(json.dumps(out))

@@ -72,7 +72,9 @@ class _ModelParams(Structure):
 
 
 # smolvlm_quantize: the block formats the decoder's weights can be quantized to at load.
-QUANTIZE = {"q8_0": 1, "q4_0": 2, "q4_1": 3}
+QUANTIZE = {
+    "q8_0": 1, "q4_0": 2, "q4_1": 3, "q5_0": 4, "q5_1": 5, "q4_k": 6, "q5_k": 7, "q6_k": 8,
+}
 
 
 class _GenerateParams(Structure):
@@ -198,8 +200,10 @@ class Image:
 class Model:
     """A loaded model directory; thread-safe, shared by any number of contexts.
 
-    quantize: "q8_0", "q4_0" or "q4_1" quantizes the decoder's linear weights at load (ggml's
-    block formats; their products run in f32 on the dequantized values); None uses them as stored.
+    quantize: "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k" or "q6_k" quantizes the
+    decoder's linear weights at load (ggml's block formats; rows that do not fill a K-quant's
+    256-element blocks take llama.cpp's fallback format; their products run in f32 on the
+    dequantized values); None uses them as stored.
     """
 
     def __init__(self, model_dir: PathLike, progress: Optional[Callable[[float], bool]] = None,

@@ -45,9 +45,11 @@ Generation:
                            auto = bf16 where the CPU has native bf16 dot products
   --isa <name>             Kernel variant (portable, avx2, avx512, avx512bf16; default: the
                            fastest this CPU supports)
-  --quantize <q>           Quantize the decoder's linear weights at load: q8_0, q4_0 or q4_1
-                           (ggml's block formats; the output projection at q8_0); their
-                           products run on the dequantized values in f32
+  --quantize <q>           Quantize the decoder's linear weights at load: q8_0, q4_0, q4_1,
+                           q5_0, q5_1, q4_k, q5_k or q6_k (ggml's block formats; the output
+                           projection at q8_0; rows that do not fill 256-element K-quant
+                           blocks take llama.cpp's fallback); their products run on the
+                           dequantized values in f32
 
 Output:
   --json                   Print one JSON object on stdout instead of streaming text
@@ -146,10 +148,12 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
             }
             "--quantize" => {
                 let v = value()?;
-                a.quantize =
-                    Some(QuantType::from_name(&v).ok_or_else(|| {
-                        format!("--quantize must be q8_0, q4_0 or q4_1, not {v:?}")
-                    })?);
+                a.quantize = Some(QuantType::from_name(&v).ok_or_else(|| {
+                    format!(
+                        "--quantize must be q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k or q6_k, \
+                             not {v:?}"
+                    )
+                })?);
             }
             "--split" => a.split = Split::On,
             "--no-split" => a.split = Split::Off,

@@ -18,6 +18,25 @@ const SHAPES: [(usize, usize, usize); 7] = [
     (40, 7, 1536),
 ];
 
+/// The same paths with rows of the K-quants' 256-element blocks.
+const K_SHAPES: [(usize, usize, usize); 7] = [
+    (1, 5, 256),
+    (2, 9, 512),
+    (3, 17, 256),
+    (4, 33, 768),
+    (1, 70, 2048),
+    (9, 40, 256),
+    (40, 7, 1536),
+];
+
+fn shapes(q: QuantType) -> [(usize, usize, usize); 7] {
+    if q.block_elems() == 32 {
+        SHAPES
+    } else {
+        K_SHAPES
+    }
+}
+
 fn quantized(n: usize, k: usize, q: QuantType, phase: f32) -> (Tensor, Vec<f32>) {
     let dense = Tensor::owned_f32("w", vec![n, k], wave(n * k, 0.071, phase));
     let t = dense.quantized(q).unwrap();
@@ -44,7 +63,7 @@ fn every_variant_multiplies_blocks_as_their_dequantized_values() {
     let scratch = Scratch::new(rayon::current_num_threads());
     for isa in variants() {
         for q in QuantType::ALL {
-            for (m, n, k) in SHAPES {
+            for (m, n, k) in shapes(q) {
                 let (t, wide) = quantized(n, k, q, 0.3);
                 let x = wave(m * k, 0.23, 0.7);
                 for bf16 in [false, true] {
@@ -66,9 +85,9 @@ fn every_variant_multiplies_blocks_as_their_dequantized_values() {
 #[test]
 fn fused_one_row_products_read_blocks_too() {
     let scratch = Scratch::new(rayon::current_num_threads());
-    let k = 320;
     for isa in variants() {
         for q in QuantType::ALL {
+            let k = if q.block_elems() == 32 { 320 } else { 512 };
             let (a, wa) = quantized(48, k, q, 0.1);
             let (b, wb) = quantized(16, k, q, 0.9);
             let x = wave(k, 0.37, 0.2);

@@ -60,4 +60,9 @@ public enum Quantize: Int32 {
     case q8_0 = 1
     case q4_0 = 2
     case q4_1 = 3
+    case q5_0 = 4
+    case q5_1 = 5
+    case q4_k = 6
+    case q5_k = 7
+    case q6_k = 8
 }
