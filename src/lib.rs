@@ -32,6 +32,7 @@ mod error;
 mod ffi;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod gguf_export;
 mod gguf_llama;
 mod kernels;
 mod kv_cache;
@@ -52,6 +53,7 @@ mod weights;
 pub use config::{Architecture, ModelConfig, TextConfig, VisionConfig};
 pub use decode::{max_image_pixels, set_max_image_pixels, DEFAULT_MAX_IMAGE_PIXELS};
 pub use error::{Error, ErrorKind, Result};
+pub use gguf_export::{export as export_gguf, ExportSummary, FileType};
 pub use kernels::{system_info, Isa, Precision};
 pub use model::{LoadOptions, Model};
 pub use processor::{PixelFormat, RgbImage};

@@ -50,7 +50,7 @@ const TEMPLATE_FUEL: u64 = 20_000_000;
 
 /// The chat template: the processor's (chat_template.jinja / chat_template.json /
 /// processor_config.json) before the tokenizer's (tokenizer_config.json).
-fn find_template(dir: &Path, tok_cfg: Option<&Value>) -> Result<Option<String>> {
+pub(crate) fn find_template(dir: &Path, tok_cfg: Option<&Value>) -> Result<Option<String>> {
     let jinja = dir.join("chat_template.jinja");
     if jinja.exists() {
         return read_bounded(&jinja, MAX_CONFIG_BYTES).map(Some);

@@ -162,3 +162,23 @@ fn errors_exit_non_zero_with_a_message() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+/// `smolvlm quantize`: its usage errors exit 2 with the usage, what cannot be written exits 1
+/// naming the problem and leaves no file (what it writes is tested in tests/gguf_export.rs).
+#[test]
+fn quantize_subcommand_writes_gguf_or_says_why_not() {
+    let (code, _, err) = smolvlm(&["quantize", "-d", "x", "-o", "y.gguf", "--type", "q3_k"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--type \"q3_k\"") && err.contains("q4_k_m"),
+        "{err}"
+    );
+    let (code, _, err) = smolvlm(&["quantize", "-d", "x"]);
+    assert!(code == 2 && err.contains("required"), "{err}");
+    let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-quantize.gguf");
+    let out_s = out.to_str().unwrap();
+    let vision = path("models/tiny-256m");
+    let (code, _, err) = smolvlm(&["quantize", "-d", &vision, "-o", out_s, "--type", "q8_0"]);
+    assert!(code == 1 && err.contains("mmproj"), "{err}");
+    assert!(!out.exists());
+}

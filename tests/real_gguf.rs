@@ -320,3 +320,40 @@ fn gguf_equals_its_dequantized_values_in_safetensors() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `smolvlm quantize` on the dequantized values of the real file (`smollm2_gguf.py`'s `f32/`)
+/// at the file's type gives back the package's GGUF, which llama.cpp's converter and
+/// quantizer made: every tensor's name, type and bytes (q/k rows in llama.cpp's order, the
+/// tied embeddings at Q8_0), and a file that loads with the same tokenizer.
+#[test]
+#[ignore = "needs models/smollm2-135m-instruct/gguf-summary.json: run scripts/test.sh"]
+fn quantize_rewrites_the_package_gguf_from_its_values() {
+    let src = root().join("models/smollm2-135m-instruct/f32");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rewritten-q4_1.gguf");
+    let t = smolvlm::FileType::Mostly(smolvlm::QuantType::Q4_1);
+    smolvlm::export_gguf(&src, &out, t, &mut |_| {}).unwrap();
+    let mut want = tensor_hashes(&gguf_path());
+    let mut got = tensor_hashes(&out);
+    want.sort();
+    got.sort();
+    assert_eq!(got.len(), 272);
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w);
+    }
+    let (a, b) = (
+        Model::load(&out).unwrap(),
+        Model::load(gguf_path()).unwrap(),
+    );
+    for s in [
+        "Hello, world!",
+        "1234 apples",
+        "<|im_start|>user\nhi<|im_end|>",
+    ] {
+        assert_eq!(
+            a.tokenizer().encode(s).unwrap(),
+            b.tokenizer().encode(s).unwrap()
+        );
+    }
+    assert_eq!(a.eos_token_ids(), b.eos_token_ids());
+    std::fs::remove_file(&out).unwrap();
+}

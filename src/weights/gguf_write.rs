@@ -1,9 +1,11 @@
 //! Writes GGUF version 3 files: metadata of every type and tensors, aligned as the reader and
-//! llama.cpp expect. Used by the tests (the reader's round trips and hostile variants).
+//! llama.cpp expect. [`header`] serves `smolvlm quantize`, which streams the tensors after it;
+//! [`GgufWriter`] assembles whole files in memory for the tests.
 
 use super::gguf::Value;
 
 /// A GGUF file being assembled in memory.
+#[cfg(test)]
 pub(crate) struct GgufWriter {
     alignment: usize,
     kv: Vec<(String, Value)>,
@@ -59,6 +61,43 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
+/// A tensor's entry in the header: ggml dims innermost first, ggml's type number, data bytes.
+#[derive(Clone)]
+pub(crate) struct TensorEntry {
+    pub name: String,
+    pub dims: Vec<u64>,
+    pub ty: u32,
+    pub len: usize,
+}
+
+/// The bytes before the tensor data: magic, version 3, counts, metadata and the tensor table,
+/// padded to `alignment`. Tensors follow in order, each padded to `alignment`.
+pub(crate) fn header(kv: &[(String, Value)], tensors: &[TensorEntry], alignment: usize) -> Vec<u8> {
+    let mut out = b"GGUF".to_vec();
+    out.extend(3u32.to_le_bytes());
+    out.extend((tensors.len() as u64).to_le_bytes());
+    out.extend((kv.len() as u64).to_le_bytes());
+    for (k, v) in kv {
+        put_str(&mut out, k);
+        out.extend(type_of(v).to_le_bytes());
+        put_value(&mut out, v);
+    }
+    let mut offset = 0usize;
+    for t in tensors {
+        put_str(&mut out, &t.name);
+        out.extend((t.dims.len() as u32).to_le_bytes());
+        for d in &t.dims {
+            out.extend(d.to_le_bytes());
+        }
+        out.extend(t.ty.to_le_bytes());
+        out.extend((offset as u64).to_le_bytes());
+        offset = (offset + t.len).next_multiple_of(alignment);
+    }
+    out.resize(out.len().next_multiple_of(alignment), 0);
+    out
+}
+
+#[cfg(test)]
 impl GgufWriter {
     pub fn new(alignment: usize) -> GgufWriter {
         GgufWriter {
@@ -78,27 +117,17 @@ impl GgufWriter {
         self
     }
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = b"GGUF".to_vec();
-        out.extend(3u32.to_le_bytes());
-        out.extend((self.tensors.len() as u64).to_le_bytes());
-        out.extend((self.kv.len() as u64).to_le_bytes());
-        for (k, v) in &self.kv {
-            put_str(&mut out, k);
-            out.extend(type_of(v).to_le_bytes());
-            put_value(&mut out, v);
-        }
-        let mut offset = 0usize;
-        for (name, dims, ty, bytes) in &self.tensors {
-            put_str(&mut out, name);
-            out.extend((dims.len() as u32).to_le_bytes());
-            for d in dims {
-                out.extend(d.to_le_bytes());
-            }
-            out.extend(ty.to_le_bytes());
-            out.extend((offset as u64).to_le_bytes());
-            offset = (offset + bytes.len()).next_multiple_of(self.alignment);
-        }
-        out.resize(out.len().next_multiple_of(self.alignment), 0);
+        let entries: Vec<TensorEntry> = self
+            .tensors
+            .iter()
+            .map(|(name, dims, ty, bytes)| TensorEntry {
+                name: name.clone(),
+                dims: dims.clone(),
+                ty: *ty,
+                len: bytes.len(),
+            })
+            .collect();
+        let mut out = header(&self.kv, &entries, self.alignment);
         for (_, _, _, bytes) in &self.tensors {
             out.extend(bytes);
             out.resize(out.len().next_multiple_of(self.alignment), 0);

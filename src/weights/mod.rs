@@ -3,12 +3,11 @@
 
 pub(crate) mod dtype;
 pub(crate) mod gguf;
-#[cfg(test)]
 pub(crate) mod gguf_write;
 pub(crate) mod kquant;
 pub(crate) mod quant;
 mod safetensors;
-mod store;
+pub(crate) mod store;
 
 use crate::error::{Error, ErrorKind, Result};
 use half::{bf16, f16};

@@ -143,3 +143,88 @@ pub fn write_tensors(path: &Path, tensors: &[(String, safetensors::Dtype, Vec<us
         .collect();
     std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
+
+/// (name, ggml type, SHA-256 of the data) of every tensor of a GGUF file, read with the
+/// format's own layout (not this library's reader).
+pub fn tensor_hashes(path: &Path) -> Vec<(String, u32, String)> {
+    let b = std::fs::read(path).unwrap();
+    let mut at = 4usize;
+    let u32_at = |at: &mut usize| {
+        let v = u32::from_le_bytes(b[*at..*at + 4].try_into().unwrap());
+        *at += 4;
+        v
+    };
+    let u64_at = |at: &mut usize| {
+        let v = u64::from_le_bytes(b[*at..*at + 8].try_into().unwrap());
+        *at += 8;
+        v
+    };
+    assert_eq!(&b[..4], b"GGUF");
+    assert_eq!(u32_at(&mut at), 3);
+    let (nt, nkv) = (u64_at(&mut at), u64_at(&mut at));
+    fn skip(b: &[u8], at: &mut usize, ty: u32) {
+        let fixed = [1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8];
+        match ty {
+            8 => {
+                let n = u64::from_le_bytes(b[*at..*at + 8].try_into().unwrap()) as usize;
+                *at += 8 + n;
+            }
+            9 => {
+                let et = u32::from_le_bytes(b[*at..*at + 4].try_into().unwrap());
+                let n = u64::from_le_bytes(b[*at + 4..*at + 12].try_into().unwrap());
+                *at += 12;
+                for _ in 0..n {
+                    skip(b, at, et);
+                }
+            }
+            t => *at += fixed[t as usize],
+        }
+    }
+    for _ in 0..nkv {
+        let n = u64_at(&mut at) as usize;
+        at += n;
+        let ty = u32_at(&mut at);
+        skip(&b, &mut at, ty);
+    }
+    let mut table = Vec::new();
+    for _ in 0..nt {
+        let n = u64_at(&mut at) as usize;
+        let name = String::from_utf8(b[at..at + n].to_vec()).unwrap();
+        at += n;
+        let nd = u32_at(&mut at);
+        let dims: Vec<u64> = (0..nd).map(|_| u64_at(&mut at)).collect();
+        let ty = u32_at(&mut at);
+        let off = u64_at(&mut at) as usize;
+        table.push((name, dims, ty, off));
+    }
+    let data = at.next_multiple_of(32);
+    let mut starts: Vec<usize> = table.iter().map(|t| data + t.3).collect();
+    starts.push(b.len());
+    let mut out = Vec::new();
+    for (i, (name, dims, ty, _)) in table.iter().enumerate() {
+        let n: u64 = dims.iter().product();
+        let len = match ty {
+            0 => 4 * n,
+            1 | 30 => 2 * n,
+            _ => {
+                let (blk, bytes) = match ty {
+                    2 => (32, 18),
+                    3 => (32, 20),
+                    6 => (32, 22),
+                    7 => (32, 24),
+                    8 => (32, 34),
+                    12 => (256, 144),
+                    13 => (256, 176),
+                    14 => (256, 210),
+                    t => panic!("type {t}"),
+                };
+                n / blk * bytes
+            }
+        } as usize;
+        assert!(starts[i] + len <= starts[i + 1], "{name}");
+        let h = <sha2::Sha256 as sha2::Digest>::digest(&b[starts[i]..starts[i] + len]);
+        let hex: String = h.iter().map(|x| format!("{x:02x}")).collect();
+        out.push((name.clone(), *ty, hex));
+    }
+    out
+}

@@ -14,6 +14,7 @@ use std::sync::Arc;
 const USAGE: &str = "smolvlm — SmolVLM vision-language inference on the CPU
 
 Usage: smolvlm -d <model_dir> [-i <image>]... [options]
+       smolvlm quantize -d <model_dir> -o <file.gguf> --type <type>   (see smolvlm quantize -h)
 
 Required:
   -d <dir>                 Model directory (config.json, *.safetensors, tokenizer.json, ...),
@@ -293,8 +294,99 @@ fn run(a: Args) -> Result<(), String> {
     Ok(())
 }
 
+const QUANTIZE_USAGE: &str = "\
+smolvlm quantize — write a Llama / SmolLM2 safetensors directory as a GGUF text model
+
+Usage: smolvlm quantize -d <model_dir> -o <file.gguf> --type <type>
+
+  -d <dir>      Model directory (config.json, *.safetensors, tokenizer.json, ...)
+  -o <file>     GGUF file to write (replaced when complete)
+  --type <t>    f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k (= q4_k_s), q5_k (= q5_k_s),
+                q6_k, q4_k_m or q5_k_m: llama.cpp's file types, each tensor in the type
+                llama-quantize gives it (ggml's reference quantizer; no importance matrix)
+  --silent      No progress on stderr
+";
+
+fn quantize_command(argv: &[String]) -> ExitCode {
+    let (mut dir, mut out, mut ty, mut silent) = (None, None, None, false);
+    let mut it = argv.iter();
+    let usage_error = |msg: String| {
+        eprintln!("smolvlm quantize: {msg}\n");
+        eprint!("{QUANTIZE_USAGE}");
+        ExitCode::from(2)
+    };
+    while let Some(arg) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{arg} needs a value"))
+        };
+        let r = match arg.as_str() {
+            "-d" => value().map(|v| dir = Some(v)),
+            "-o" => value().map(|v| out = Some(v)),
+            "--type" => value().and_then(|v| {
+                smolvlm::FileType::from_name(&v)
+                    .map(|t| ty = Some(t))
+                    .ok_or_else(|| format!("--type {v:?} is not one of the types below"))
+            }),
+            "--silent" => {
+                silent = true;
+                Ok(())
+            }
+            "-h" | "--help" => {
+                eprint!("{QUANTIZE_USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            other => Err(format!("unknown argument {other:?}")),
+        };
+        if let Err(msg) = r {
+            return usage_error(msg);
+        }
+    }
+    let (Some(dir), Some(out), Some(ty)) = (dir, out, ty) else {
+        return usage_error("-d, -o and --type are required".into());
+    };
+    let mut last = -1i32;
+    let mut progress = |f: f32| {
+        let pct = (f * 100.0) as i32;
+        if !silent && pct / 10 != last / 10 {
+            eprint!("\rquantize: {pct:3}%");
+            last = pct;
+        }
+    };
+    let t0 = std::time::Instant::now();
+    match smolvlm::export_gguf(
+        std::path::Path::new(&dir),
+        std::path::Path::new(&out),
+        ty,
+        &mut progress,
+    ) {
+        Ok(s) => {
+            if !silent {
+                let types: Vec<String> = s.types.iter().map(|(n, c)| format!("{c} {n}")).collect();
+                eprintln!(
+                    "\rquantize: wrote {} ({} tensors: {}; {:.1} MiB) in {:.1} s",
+                    s.path.display(),
+                    s.tensors,
+                    types.join(", "),
+                    s.bytes as f64 / (1 << 20) as f64,
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("\nsmolvlm quantize: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("quantize") {
+        return quantize_command(&argv[1..]);
+    }
     match parse_args(&argv) {
         Ok(None) => {
             eprint!("{USAGE}");
