@@ -202,16 +202,21 @@ fn every_file_type_holds_llama_quantize_bytes() {
     }
 }
 
-/// Writes the random model for the golden script: `SMOLVLM_TINY_TEXT_OUT=dir cargo test
-/// --release --test gguf_export -- --ignored write_tiny_text_models`.
+/// Writes the golden script's input, the random models and their BF16 files (into
+/// `SMOLVLM_TINY_TEXT_OUT` for tests/reference/llama_quantize_goldens.sh, else a temporary
+/// directory), and checks that both files load.
 #[test]
-#[ignore = "writes the goldens' input (tests/reference/llama_quantize_goldens.sh)"]
 fn write_tiny_text_models() {
-    let out = PathBuf::from(std::env::var("SMOLVLM_TINY_TEXT_OUT").expect("SMOLVLM_TINY_TEXT_OUT"));
+    let out = std::env::var_os("SMOLVLM_TINY_TEXT_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp("tiny-text-models"));
     for tied in [false, true] {
         let dir = out.join(if tied { "tied" } else { "untied" });
         tiny_text_model(&dir, tied);
-        export(&dir, &dir.join("model-bf16.gguf"), FileType::BF16);
+        let file = dir.join("model-bf16.gguf");
+        export(&dir, &file, FileType::BF16);
+        let m = Model::load(&file).unwrap();
+        assert!(!m.is_vision() && m.tokenizer().has_template());
     }
 }
 

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 PY=$(bash scripts/venv.sh)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-SMOLVLM_TINY_TEXT_OUT="$work" cargo test -q --release --test gguf_export -- --ignored write_tiny_text_models >&2
+SMOLVLM_TINY_TEXT_OUT="$work" cargo test -q --release --test gguf_export -- --exact write_tiny_text_models >&2
 # Our names → llama-quantize's (q4_k and q5_k are its Q4_K_S and Q5_K_S).
 types="f32:F32 f16:F16 bf16:BF16 q8_0:Q8_0 q4_0:Q4_0 q4_1:Q4_1 q5_0:Q5_0 q5_1:Q5_1 q4_k:Q4_K_S q5_k:Q5_K_S q6_k:Q6_K q4_k_m:Q4_K_M q5_k_m:Q5_K_M"
 for variant in untied tied; do
