@@ -372,7 +372,7 @@ impl Model {
 
     /// The mode `p` stands for with this model: [`Precision::Auto`] is `Bf16` when the decoder's
     /// weights are bf16 and the kernel variant has native bf16 dot products, else `F32`; the
-    /// environment variable `SMOLVLM_PRECISION` (`f32` or `bf16`) overrides what `Auto` picks
+    /// environment variable `SMOLVLM_PRECISION` (`f32`, `bf16` or `int8`) overrides what `Auto` picks
     /// (for callers of APIs without a precision setting, such as the drop-in one).
     pub fn precision(&self, p: Precision) -> Precision {
         if p == Precision::Auto {

@@ -93,3 +93,41 @@ fn restored_state_continues_as_the_original() {
     assert_eq!(again.stats.reused_tokens, 0);
     assert_eq!(again.tokens, in_memory.tokens);
 }
+
+/// A state saved in the int8 mode restores as the int8 mode: the restored session reuses the
+/// saved positions (a prompt cache is reused only in the mode that computed it) and continues
+/// as the original.
+#[test]
+fn an_int8_state_restores_in_the_int8_mode() {
+    let opts = smolvlm::LoadOptions {
+        isa: None,
+        quantize: Some(smolvlm::QuantType::Q8_0),
+    };
+    let dir = fixtures().join("models/tiny-256m");
+    let model = Arc::new(Model::load_with(&dir, opts, &mut |_| true).unwrap());
+    assert_eq!(model.quantization(), Some(smolvlm::QuantType::Q8_0));
+    let ask = |msgs: &[Message]| {
+        let mut r = Request::simple("", None, vec![]);
+        r.messages = msgs.to_vec();
+        r.max_tokens = 6;
+        r.precision = Precision::Int8;
+        r
+    };
+    let mut a = Session::new(model.clone());
+    let mut msgs = vec![user("Tell me a story.", false)];
+    let first = a.generate(&ask(&msgs), Default::default()).unwrap();
+    assert_eq!(first.stats.precision, Precision::Int8);
+    let state = a.save_state();
+    msgs.push(Message::new(
+        "assistant",
+        vec![Part::Text(first.text.trim().into())],
+    ));
+    msgs.push(user("And then?", false));
+    let mut b = Session::new(model);
+    b.load_state(&state).unwrap();
+    let in_memory = a.generate(&ask(&msgs), Default::default()).unwrap();
+    let restored = b.generate(&ask(&msgs), Default::default()).unwrap();
+    assert_eq!(restored.tokens, in_memory.tokens);
+    assert!(restored.stats.reused_tokens > 0, "nothing reused");
+    assert_eq!(restored.stats.reused_tokens, in_memory.stats.reused_tokens);
+}

@@ -259,8 +259,10 @@ func (c *Context) Generate(r Request) (string, error) {
 		p.precision = C.SMOLVLM_PRECISION_F32
 	case "bf16":
 		p.precision = C.SMOLVLM_PRECISION_BF16
+	case "int8":
+		p.precision = C.SMOLVLM_PRECISION_INT8
 	default:
-		return "", fmt.Errorf("smolvlm: unknown precision %q (auto, f32 or bf16)", r.Precision)
+		return "", fmt.Errorf("smolvlm: unknown precision %q (auto, f32, bf16 or int8)", r.Precision)
 	}
 	if r.OnPiece != nil || r.Abort != nil {
 		arg, release := handleArg(&callbacks{onPiece: r.OnPiece, abort: r.Abort})
@@ -440,8 +442,11 @@ func (ch *Chat) Messages() []map[string]interface{} { return ch.messages }
 
 // precisionName names a smolvlm_precision value as Request.Precision spells it.
 func precisionName(p int) string {
-	if p == C.SMOLVLM_PRECISION_BF16 {
+	switch p {
+	case C.SMOLVLM_PRECISION_BF16:
 		return "bf16"
+	case C.SMOLVLM_PRECISION_INT8:
+		return "int8"
 	}
 	return "f32"
 }

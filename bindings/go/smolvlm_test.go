@@ -123,7 +123,7 @@ func TestPrecisionRunsAsAskedAndIsReported(t *testing.T) {
 	m, c := load(t)
 	defer m.Close()
 	defer c.Close()
-	for _, mode := range []string{"f32", "bf16"} {
+	for _, mode := range []string{"f32", "bf16", "int8"} {
 		if _, err := c.Generate(Request{Prompt: "Tell me a story.", MaxTokens: 2, Precision: mode}); err != nil {
 			t.Fatal(err)
 		}

@@ -360,6 +360,7 @@ pub unsafe extern "C" fn smolvlm_ctx_get_stats(
                 threads: s.threads as i32,
                 precision: match s.precision {
                     crate::Precision::Bf16 => smolvlm_precision::Bf16 as i32,
+                    crate::Precision::Int8 => smolvlm_precision::Int8 as i32,
                     _ => smolvlm_precision::F32 as i32,
                 },
                 reused_tokens: s.reused_tokens as i32,

@@ -178,6 +178,7 @@ pub(crate) fn run_request(
         v if v == smolvlm_precision::Auto as i32 => crate::Precision::Auto,
         v if v == smolvlm_precision::F32 as i32 => crate::Precision::F32,
         v if v == smolvlm_precision::Bf16 as i32 => crate::Precision::Bf16,
+        v if v == smolvlm_precision::Int8 as i32 => crate::Precision::Int8,
         v => return Err(Error::invalid(format!("unknown precision {v}"))),
     };
     req.prompt_cache = match p.prompt_cache {

@@ -1,7 +1,7 @@
 //! Linear layers: products with a weight stored [n, k] as torch's `nn.Linear` keeps it, on
 //! the variant and numeric mode of the call, with their epilogues (bias, GELU, residual).
 
-use super::{add_in_place, blas, gelu_tanh, math, scratch, Dot, Exec, Isa, Rows, Scratch};
+use super::{add_in_place, blas, gelu_tanh, int8, math, scratch, Dot, Exec, Isa, Rows, Scratch};
 #[cfg(target_arch = "x86_64")]
 use super::{amx, amx_for, avx512_for, gemm, native_bf16_for};
 use crate::weights::{Tensor, View};
@@ -134,6 +134,10 @@ pub(crate) fn mlp_gelu_residual(
 
 fn product(ex: Exec, x: &[f32], m: usize, k: usize, w: &Tensor, n: usize, out: &mut [f32]) {
     match w.view() {
+        View::Quant(t, wq) if ex.int8 => {
+            let kernel = int8::Kernel::for_isa(ex.isa);
+            int8::linear(ex.scratch, x, m, k, t, wq, n, out, kernel)
+        }
         View::BF16(wb) if ex.bf16 => linear_bf16(ex, x, m, k, wb, n, out),
         view => linear_f32(ex, x, m, k, view, n, out),
     }
@@ -188,7 +192,12 @@ pub(crate) fn linear_fused<const N: usize>(
         }
     }
     let simd = rows_f32(ex.isa).simd();
+    // The int8 mode quantizes each product's activations itself.
     let fusable = m == 1
+        && !(ex.int8
+            && parts
+                .iter()
+                .any(|(w, _, _)| matches!(w.view(), View::Quant(..))))
         && parts.iter().all(|(w, e, o)| {
             (matches!(w.view(), View::BF16(_) | View::F16(_)) || simd)
                 && e.is_plain()

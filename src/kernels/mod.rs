@@ -17,6 +17,7 @@ mod blas;
 mod dispatch;
 #[cfg(target_arch = "x86_64")]
 mod gemm;
+pub(crate) mod int8;
 mod linear;
 pub(crate) mod math;
 mod reference;
@@ -39,6 +40,8 @@ pub(crate) use scratch::Scratch;
 pub(crate) struct Exec<'a> {
     pub isa: Isa,
     pub bf16: bool,
+    /// Products with block-quantized weights quantize their activations to int8 blocks.
+    pub int8: bool,
     pub scratch: &'a Scratch,
 }
 

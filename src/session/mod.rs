@@ -179,6 +179,7 @@ impl Session {
         let ex = Exec {
             isa: self.model.isa,
             bf16,
+            int8: false,
             scratch: &self.scratch,
         };
         // One tile at a time: its activations stay in L2 while every weight block passes over
@@ -320,6 +321,7 @@ impl Session {
         let ex = Exec {
             isa: m.isa,
             bf16: stats.precision == Precision::Bf16,
+            int8: stats.precision == Precision::Int8,
             scratch: &self.scratch,
         };
         m.text
@@ -378,6 +380,7 @@ impl Session {
         let ex = Exec {
             isa: m.isa,
             bf16: stats.precision == Precision::Bf16,
+            int8: stats.precision == Precision::Int8,
             scratch: &self.scratch,
         };
         for step in 0..req.max_tokens {

@@ -38,6 +38,7 @@ impl Session {
         out.extend_from_slice(&self.model.fingerprint().to_le_bytes());
         out.push(match pc.precision {
             Some(Precision::Bf16) => 2,
+            Some(Precision::Int8) => 3,
             _ => 1,
         });
         out.extend_from_slice(&(layers as u32).to_le_bytes());
@@ -75,6 +76,7 @@ impl Session {
         let precision = match take::<1>(data, &mut at)[0] {
             1 => Precision::F32,
             2 => Precision::Bf16,
+            3 => Precision::Int8,
             p => return Err(bad(format!("unknown precision {p}"))),
         };
         let layers = u32::from_le_bytes(take(data, &mut at)) as usize;

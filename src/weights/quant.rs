@@ -114,7 +114,7 @@ impl QuantType {
     }
 }
 
-pub(super) fn half_at(b: &[u8], at: usize) -> f32 {
+pub(crate) fn half_at(b: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
 }
 

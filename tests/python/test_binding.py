@@ -156,7 +156,7 @@ def binding_struct(cls):
 
 
 def test_precision_runs_as_asked_and_is_reported():
-    for mode in ("f32", "bf16"):
+    for mode in ("f32", "bf16", "int8"):
         ctx.generate("Tell me a story.", max_tokens=2, precision=mode)
         assert ctx.stats()["precision"] == mode, (mode, ctx.stats())
     try:

@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 
 STATUS = ["OK", "NULL_ARG", "INVALID_ARG", "IO", "BAD_MODEL", "BAD_IMAGE", "CANCELLED", "BUSY", "OOM", "PANIC"]
 SPLIT: Dict[Optional[bool], int] = {None: 0, True: 1, False: 2}
-PRECISION = {"auto": 0, "f32": 1, "bf16": 2}
+PRECISION = {"auto": 0, "f32": 1, "bf16": 2, "int8": 3}
 
 Message = Dict[str, Any]
 PathLike = Union[str, "os.PathLike[str]"]

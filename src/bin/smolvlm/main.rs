@@ -41,9 +41,11 @@ Generation:
   --repetition-penalty <r> HF-style repetition penalty (1 = off)
   --seed <n>               Sampling seed (default: 0)
   -t <n>                   Threads (default: all CPUs)
-  --precision <p>          auto (default), f32 or bf16: products with bf16 weights in f32 (as
-                           transformers' float32) or with bf16 activations (as its bfloat16);
-                           auto = bf16 where the CPU has native bf16 dot products
+  --precision <p>          auto (default), f32, bf16 or int8: products with bf16 weights in f32
+                           (as transformers' float32) or with bf16 activations (as its
+                           bfloat16); auto = bf16 where the CPU has native bf16 dot products;
+                           int8 = f32, but quantized weights meet int8 activation blocks (as
+                           llama.cpp computes them: faster, not transformers-exact)
   --isa <name>             Kernel variant (portable, avx2, avx512, avx512bf16; default: the
                            fastest this CPU supports)
   --quantize <q>           Quantize the decoder's linear weights at load: q8_0, q4_0, q4_1,
@@ -138,8 +140,9 @@ fn parse_args(argv: &[String]) -> Result<Option<Args>, String> {
             "--seed" => a.sampling.seed = parse_num(flag, &value()?)?,
             "--precision" => {
                 let v = value()?;
-                a.precision = Precision::from_name(&v)
-                    .ok_or_else(|| format!("--precision must be auto, f32 or bf16, not {v:?}"))?;
+                a.precision = Precision::from_name(&v).ok_or_else(|| {
+                    format!("--precision must be auto, f32, bf16 or int8, not {v:?}")
+                })?;
             }
             "--isa" => {
                 let v = value()?;

@@ -443,7 +443,10 @@ unsafe fn dots_native<const M: usize>(
 
 mod attend;
 mod elementwise;
+mod int8;
 mod quant;
 mod tiles;
+
+pub(crate) use int8::Avx512Vnni;
 
 pub(crate) use attend::KvRows;

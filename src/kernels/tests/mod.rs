@@ -106,6 +106,7 @@ fn every_variant_linear_matches_f64() {
                 let ex = Exec {
                     isa,
                     bf16: false,
+                    int8: false,
                     scratch: &scratch,
                 };
                 linear(ex, &x, m, &tensor, Some(&bias), &mut out);
@@ -169,6 +170,7 @@ fn run_linear(isa: Isa, bf16: bool, x: &[f32], m: usize, w: &Tensor) -> Vec<f32>
     let ex = Exec {
         isa,
         bf16,
+        int8: false,
         scratch: &scratch,
     };
     linear(ex, x, m, w, None, &mut out);
@@ -258,6 +260,7 @@ fn gemm_rate() {
                     let ex = Exec {
                         isa,
                         bf16,
+                        int8: false,
                         scratch: &scratch,
                     };
                     linear(ex, &x, m, &w, None, &mut out);
@@ -295,6 +298,7 @@ fn epilogues_equal_the_separate_passes_in_every_variant_and_mode() {
                 let ex = Exec {
                     isa,
                     bf16,
+                    int8: false,
                     scratch: &scratch,
                 };
                 let x = wave(m * k, 0.23, 0.7);
@@ -355,6 +359,7 @@ fn fused_products_equal_separate_ones_in_every_variant_and_mode() {
                 let ex = Exec {
                     isa,
                     bf16,
+                    int8: false,
                     scratch: &scratch,
                 };
                 let mut sep: Vec<Vec<f32>> = ws.iter().map(|w| vec![0.0; m * w.shape[0]]).collect();
@@ -400,6 +405,7 @@ fn the_mlp_equals_its_two_products_in_every_variant_and_mode() {
                 let ex = Exec {
                     isa,
                     bf16,
+                    int8: false,
                     scratch: &scratch,
                 };
                 let x = wave(m * k, 0.23, 0.7);
@@ -431,4 +437,5 @@ fn the_mlp_equals_its_two_products_in_every_variant_and_mode() {
 }
 
 mod attention;
+mod int8;
 mod quant;

@@ -70,6 +70,7 @@ fn every_variant_multiplies_blocks_as_their_dequantized_values() {
                     let ex = Exec {
                         isa,
                         bf16,
+                        int8: false,
                         scratch: &scratch,
                     };
                     let mut out = vec![f32::NAN; m * n];
@@ -95,6 +96,7 @@ fn fused_one_row_products_read_blocks_too() {
             let ex = Exec {
                 isa,
                 bf16: false,
+                int8: false,
                 scratch: &scratch,
             };
             let e = Epilogue::default();

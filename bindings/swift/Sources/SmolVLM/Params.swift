@@ -8,12 +8,15 @@ public enum Precision: Sendable {
     case f32
     /// bf16 activations × bf16 weights with f32 accumulation.
     case bf16
+    /// f32, except that block-quantized weights meet int8 activation blocks (as llama.cpp).
+    case int8
 
     var raw: Int32 {
         switch self {
         case .auto: return Int32(SMOLVLM_PRECISION_AUTO.rawValue)
         case .f32: return Int32(SMOLVLM_PRECISION_F32.rawValue)
         case .bf16: return Int32(SMOLVLM_PRECISION_BF16.rawValue)
+        case .int8: return Int32(SMOLVLM_PRECISION_INT8.rawValue)
         }
     }
 
@@ -21,6 +24,7 @@ public enum Precision: Sendable {
         switch raw {
         case Int32(SMOLVLM_PRECISION_F32.rawValue): self = .f32
         case Int32(SMOLVLM_PRECISION_BF16.rawValue): self = .bf16
+        case Int32(SMOLVLM_PRECISION_INT8.rawValue): self = .int8
         default: self = .auto
         }
     }
