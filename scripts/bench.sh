@@ -16,6 +16,11 @@
 #   THREADS     threads for every engine (default 2). JOBS: cargo build jobs (default 2).
 #   PRECISIONS  our columns, comma-separated auto,f32,bf16 (default auto; auto,f32 with ANCHORS=1).
 #   SCALING=1   also ours on 1 thread, with the speed-up of THREADS over it per stage.
+#   QUANT       comma-separated GGUF file types (q8_0, q4_1, q4_k_m, ... as `smolvlm quantize`
+#               names them): ours in the f32 and int8 modes on a GGUF of the decoder in that type
+#               (written once under target/bench/: by `smolvlm quantize` for smollm2, by
+#               llama-quantize from LLAMA_CPP_BIN for the SmolVLM layouts) and, with ANCHORS=1,
+#               llama-bench on the same file.
 #   ANCHORS=1   run the anchors below. Each one whose path is unset or unusable is reported as
 #               "not run" with the reason; the rest of the run goes on.
 #   LLAMA_CPP_BIN     directory holding llama.cpp's `llama-bench`. It runs on a GGUF of the same
@@ -76,6 +81,7 @@ for layout in $LAYOUTS; do
   fi
   args=(--model "$dir" --runs "$RUNS" --threads "$THREADS" --precisions "$PRECISIONS")
   if [ -n "${SCALING:-}" ] && [ "$SCALING" != 0 ]; then args+=(--scaling); fi
+  if [ -n "${QUANT:-}" ]; then args+=(--quant "$QUANT"); fi
   if [ -n "$ANCHORS" ]; then
     var="SMOL_VISION_BIN_$(echo "$layout" | tr '[:lower:]' '[:upper:]')"
     args+=(--anchors --llama-bin "${LLAMA_CPP_BIN:-}" --smol-vision-bin "${!var:-${SMOL_VISION_BIN:-}}"

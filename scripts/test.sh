@@ -21,6 +21,8 @@ cargo test -j"$JOBS" --release --locked -- --include-ignored
 # A smoke run of the speed harness (one run per stage on random SmolVLM-256M-shaped weights):
 # proves it works end to end; the figures it prints are not a measurement.
 RUNS=1 bash scripts/bench.sh
+# And its quantized columns: the real SmolLM2-135M written as Q8_0 GGUF, ours in f32 and int8.
+LAYOUTS=smollm2 QUANT=q8_0 RUNS=1 bash scripts/bench.sh
 
 # The C, Python and Go tests compare with transformers' float32 goldens: pin the f32 mode where an
 # API has no precision setting (the default, auto, picks bf16 on CPUs with native bf16 products).

@@ -203,18 +203,18 @@ class Ours:
 
 
 class LlamaCpp:
-    def __init__(self, bin_dir, model, threads, decode_tokens, python, dtype="bf16"):
+    def __init__(self, bin_dir, model, threads, decode_tokens, python, dtype="bf16", gguf=None):
         self.name = "llama.cpp" if dtype == "bf16" else f"llama.cpp {dtype.upper()}"
-        self.text_only = dtype != "bf16"  # the F32 column answers the f32-weights rows only
+        self.text_only = dtype != "bf16"  # the F32 and quantized columns answer text rows only
         self.exe = os.path.join(bin_dir or "", "llama-bench")
         if not bin_dir:
             raise AnchorError("LLAMA_CPP_BIN is not set")
         if not os.access(self.exe, os.X_OK):
             raise AnchorError(f"no llama-bench in {bin_dir}")
         suffix = "-decoder.gguf" if dtype == "bf16" else f"-decoder-{dtype}.gguf"
-        self.gguf = os.path.join(BENCH, os.path.basename(os.path.normpath(model)) + suffix)
+        self.gguf = gguf or os.path.join(BENCH, os.path.basename(os.path.normpath(model)) + suffix)
         script = os.path.join(HERE, "decoder_gguf.py")
-        if stale(self.gguf, weights_file(model), script):
+        if gguf is None and stale(self.gguf, weights_file(model), script):
             os.makedirs(BENCH, exist_ok=True)
             checked([python, script, "--model", model, "--out", self.gguf, "--dtype", dtype],
                     "decoder_gguf.py")
@@ -415,6 +415,30 @@ def ratio(ours, anchor, kind):
     return f"{(o / a if kind == RATE else a / o):.2f}×"
 
 
+def quant_gguf(model, qt, vision, llama_bin, not_run):
+    """The decoder of `model` as a GGUF of file type qt, written once under target/bench/: by our
+    `smolvlm quantize` for a text model (its tensors equal llama-quantize's, tests/gguf_export.rs),
+    by llama.cpp's llama-quantize from the BF16 decoder GGUF for a vision model. None (and a
+    not-run reason) when it cannot be made."""
+    out = os.path.join(BENCH, os.path.basename(os.path.normpath(model)) + f"-decoder-{qt}.gguf")
+    os.makedirs(BENCH, exist_ok=True)
+    if not vision:
+        if stale(out, weights_file(model), CLI):
+            checked([CLI, "quantize", "-d", model, "-o", out, "--type", qt], "smolvlm quantize")
+        return out
+    exe = os.path.join(llama_bin or "", "llama-quantize")
+    if not llama_bin or not os.access(exe, os.X_OK):
+        not_run[f"ours {qt}"] = "a vision model's decoder is quantized by llama-quantize: none in LLAMA_CPP_BIN"
+        return None
+    bf16 = os.path.join(BENCH, os.path.basename(os.path.normpath(model)) + "-decoder.gguf")
+    script = os.path.join(HERE, "decoder_gguf.py")
+    if stale(bf16, weights_file(model), script):
+        checked([sys.executable, script, "--model", model, "--out", bf16, "--dtype", "bf16"], "decoder_gguf.py")
+    if stale(out, bf16):
+        checked([exe, bf16, out, qt.upper()], "llama-quantize")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
@@ -430,6 +454,9 @@ def main():
                     help="llama.cpp source tree (its convert_hf_to_gguf.py writes the mmproj for llama-mtmd-cli)")
     ap.add_argument("--f32-weights", action="store_true",
                     help="also an f32 copy of the checkpoint: ours on it against llama.cpp on an F32 GGUF")
+    ap.add_argument("--quant", default="",
+                    help="comma-separated GGUF file types (q8_0, q4_1, q4_k_m, ...): ours in f32 and int8"
+                         " mode on a GGUF of the decoder in that type, and llama-bench on the same file")
     ap.add_argument("--no-floors", action="store_true", help="skip the machine floors (with --anchors)")
     ap.add_argument("--scaling", action="store_true",
                     help="also run ours (auto) on 1 thread: a column and its speed-up to --threads")
@@ -456,6 +483,18 @@ def main():
         f32w.name = "ours f32 weights"
         ours.append(f32w)
     anchors, not_run = [], {}
+    quant = []  # (type, file, our column names)
+    for qt in [q for q in a.quant.split(",") if q]:
+        path = quant_gguf(d, qt, vision, a.llama_bin, not_run)
+        if path is None:
+            continue
+        cols = []
+        for prec in ("f32", "int8"):
+            c = Ours(path, t, prec, n, False)
+            c.name = f"ours {qt} {prec}"
+            ours.append(c)
+            cols.append(c.name)
+        quant.append((qt, path, cols))
     floors = None
     if a.anchors:
         makers = [("llama.cpp", lambda: LlamaCpp(a.llama_bin, d, t, n, sys.executable)),
@@ -465,6 +504,9 @@ def main():
                   ("C engine", lambda: CEngine(a.smol_vision_bin, d, t, n, sys.executable, vision)),
                   ("transformers f32", lambda: Transformers(a.hf_python, d, t, n, "f32", vision)),
                   ("transformers bf16", lambda: Transformers(a.hf_python, d, t, n, "bf16", vision))]
+        for qt, path, _ in quant:
+            makers.append((f"llama.cpp {qt.upper()}",
+                           lambda qt=qt, path=path: LlamaCpp(a.llama_bin, d, t, n, sys.executable, qt, path)))
         for name, make in makers:
             if name == "llama.cpp F32" and not a.f32_weights:
                 continue
@@ -532,11 +574,15 @@ def main():
                                         ["llama.cpp", "llama.cpp F32", "llama-mtmd-cli", "C engine",
                                          "transformers f32", "transformers bf16"]
                                         if a.anchors and (name != "llama.cpp F32" or a.f32_weights)]
+    columns += [f"llama.cpp {qt.upper()}" for qt, _, _ in quant if a.anchors]
     base = ours[0].name
     f32 = next((c.name for c in ours if c.precision == "f32"), base)
     versus = {"transformers f32": f32, "llama.cpp F32": "ours f32 weights"}
     ratios = [(anchor, versus.get(anchor, base)) for anchor in columns[len(ours):]
-              if anchor not in not_run]
+              if anchor not in not_run and not any(anchor == f"llama.cpp {qt.upper()}" for qt, _, _ in quant)]
+    for qt, _, cols in quant:
+        if a.anchors and f"llama.cpp {qt.upper()}" not in not_run:
+            ratios += [(f"llama.cpp {qt.upper()}", c) for c in cols]
     if a.scaling and t != 1:
         ratios.insert(0, ("ours, 1 thread", base))
     head = ["stage", *columns, *[f"{o}/{x}" for x, o in ratios]]
@@ -557,6 +603,7 @@ def main():
               " f32 mode where that column is run, every other anchor with ours in auto mode.")
     for c in ours:
         print(f"- {c.name}: precision {c.info.get('precision', '?')}, kernels {c.info.get('isa', '?')}"
+              + (f" ({os.path.basename(c.model)})" if c.model.endswith(".gguf") else "")
               + (f" ({c.model}: every tensor widened to F32 by scripts/bench/f32_copy.py)"
                  if c.name == "ours f32 weights" else ""))
     names = {"vision": "vision, 1 tile / 1-tile image prompt", "prefill37": "prefill, ~37-token text",
