@@ -255,6 +255,60 @@ pub(crate) fn linear(
     })
 }
 
+/// One activation row against several matrices of block weights (q/k/v, gate/up), in a single
+/// parallel pass over all their output rows: the activations are quantized once per offset
+/// class (at most two, else false and nothing is done). Each part: (format, rows of k, out).
+pub(crate) fn linear_fused(
+    scratch: &Scratch,
+    x: &[f32],
+    k: usize,
+    parts: &mut [(QuantType, &[u8], &mut [f32])],
+    kernel: Kernel,
+) -> bool {
+    // The formats of the (at most two) offset classes, in order of first use.
+    let mut classes: [Option<QuantType>; 2] = [None; 2];
+    for (t, _, _) in parts.iter() {
+        match classes {
+            [Some(a), _] if offset(a) == offset(*t) => {}
+            [Some(_), Some(b)] if offset(b) == offset(*t) => {}
+            [None, _] => classes[0] = Some(*t),
+            [Some(_), None] => classes[1] = Some(*t),
+            [Some(_), Some(_)] => return false,
+        }
+    }
+    let Some(t0) = classes[0] else { return true };
+    let offsets = [offset(t0), classes[1].map_or(i32::MIN, offset)];
+    let run = |a0: &Acts, a1: Option<&Acts>, parts: &mut [(QuantType, &[u8], &mut [f32])]| {
+        parts.par_iter_mut().for_each(|(t, w, out)| {
+            let acts = if offset(*t) == offsets[0] {
+                a0
+            } else {
+                a1.unwrap_or(a0)
+            };
+            let row_bytes = t.bytes_for(k);
+            out.par_chunks_mut(CHUNK).enumerate().for_each(|(ci, oc)| {
+                for (g, og) in oc.chunks_mut(4).enumerate() {
+                    let j = ci * CHUNK + 4 * g;
+                    let wg = &w[j * row_bytes..(j + og.len()) * row_bytes];
+                    let res = kernel.group(acts, 0, 1, *t, wg, og.len());
+                    og.copy_from_slice(&res[..og.len()]);
+                }
+            })
+        })
+    };
+    scratch.with_staging(|b0| {
+        let a0 = Acts::new(b0, x, 1, k, t0, kernel);
+        match classes[1] {
+            Some(t1) => scratch.with_shared(|b1| {
+                let a1 = Acts::new(b1, x, 1, k, t1, kernel);
+                run(&a0, Some(&a1), parts)
+            }),
+            None => run(&a0, None, parts),
+        }
+    });
+    true
+}
+
 /// Which code computes a group of up to four weight rows against up to four activation rows.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Kernel {

@@ -192,12 +192,14 @@ pub(crate) fn linear_fused<const N: usize>(
         }
     }
     let simd = rows_f32(ex.isa).simd();
-    // The int8 mode quantizes each product's activations itself.
+    if ex.int8
+        && parts
+            .iter()
+            .any(|(w, _, _)| matches!(w.view(), View::Quant(..)))
+    {
+        return linear_fused_int8(ex, x, m, parts);
+    }
     let fusable = m == 1
-        && !(ex.int8
-            && parts
-                .iter()
-                .any(|(w, _, _)| matches!(w.view(), View::Quant(..))))
         && parts.iter().all(|(w, e, o)| {
             (matches!(w.view(), View::BF16(_) | View::F16(_)) || simd)
                 && e.is_plain()
@@ -233,6 +235,41 @@ pub(crate) fn linear_fused<const N: usize>(
         return with_rounded_copy(ex.scratch, x, |xr| run(rows_f32(ex.isa), xr));
     }
     run(rows_f32(ex.isa), x)
+}
+
+/// [`linear_fused`] in the int8 mode: one row against block-quantized parts with plain
+/// epilogues takes the int8 kernels' single pass; anything else is one [`linear_with`] each.
+fn linear_fused_int8<const N: usize>(
+    ex: Exec,
+    x: &[f32],
+    m: usize,
+    parts: [(&Tensor, Epilogue, &mut [f32]); N],
+) {
+    let k = x.len() / m.max(1);
+    let fusable = m == 1
+        && parts.iter().all(|(w, e, o)| {
+            matches!(w.view(), View::Quant(..))
+                && e.is_plain()
+                && w.numel() == o.len() * k
+                && w.shape[0] == o.len()
+        });
+    if !fusable {
+        for (w, e, o) in parts {
+            linear_with(ex, x, m, w, e, o, &mut []);
+        }
+        return;
+    }
+    let kernel = int8::Kernel::for_isa(ex.isa);
+    let mut views = parts.map(|(w, _, o)| match w.view() {
+        View::Quant(t, wq) => (t, wq, o),
+        _ => unreachable!("checked above"),
+    });
+    if !int8::linear_fused(ex.scratch, x, k, &mut views, kernel) {
+        for (t, wq, o) in views {
+            let n = o.len();
+            int8::linear(ex.scratch, x, 1, k, t, wq, n, o, kernel);
+        }
+    }
 }
 
 /// The f32-mode dot variant for one to four rows.

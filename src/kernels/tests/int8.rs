@@ -203,3 +203,51 @@ fn int8_mode_reaches_the_int8_kernels_on_every_variant() {
         }
     }
 }
+
+#[test]
+fn fused_one_row_int8_products_equal_separate_ones() {
+    use crate::kernels::{linear_fused, Epilogue};
+    let scratch = Scratch::new(rayon::current_num_threads());
+    let k = 512;
+    let x = activations(k);
+    // Two offset classes (Q4_K's 0, Q6_K's 32) share one pass; three fall back to one each.
+    for formats in [
+        [QuantType::Q4_K, QuantType::Q4_K, QuantType::Q6_K],
+        [QuantType::Q8_0, QuantType::Q4_0, QuantType::Q6_K],
+    ] {
+        let ws: Vec<Tensor> = formats
+            .iter()
+            .zip([40, 8, 24])
+            .enumerate()
+            .map(|(i, (&q, n))| quantized(n, k, q, 0.2 * i as f32).0)
+            .collect();
+        for isa in variants() {
+            let ex = Exec {
+                isa,
+                bf16: false,
+                int8: true,
+                scratch: &scratch,
+            };
+            let mut fused: Vec<Vec<f32>> = ws.iter().map(|w| vec![f32::NAN; w.shape[0]]).collect();
+            let [a, b, c] = &mut fused[..] else {
+                unreachable!()
+            };
+            let e = Epilogue::default();
+            linear_fused(
+                ex,
+                &x,
+                1,
+                [
+                    (&ws[0], e, &mut a[..]),
+                    (&ws[1], e, &mut b[..]),
+                    (&ws[2], e, &mut c[..]),
+                ],
+            );
+            for (w, got) in ws.iter().zip(&fused) {
+                let mut want = vec![f32::NAN; w.shape[0]];
+                linear(ex, &x, 1, w, None, &mut want);
+                assert_eq!(got, &want, "{isa:?} {formats:?}");
+            }
+        }
+    }
+}
