@@ -31,13 +31,15 @@ pub(crate) fn offset(t: QuantType) -> i32 {
 }
 
 /// Activation rows quantized for products with one format: per row of k, the codes q, and per
-/// lane of four elements the block's scale (`dl`), −o·Σ q (`base`) and dx·Σ q (`minx`).
+/// lane of four elements the block's scale (`dl`), −o·Σ q (`base`) and dx·Σ q (`minx`), and per
+/// block dx·Σ q (`minb`, for the GEMM path's minimum terms).
 pub(crate) struct Acts<'a> {
     pub k: usize,
     pub q: &'a [i8],
     pub dl: &'a [f32],
     pub base: &'a [i32],
     pub minx: &'a [f32],
+    pub minb: &'a [f32],
 }
 
 impl<'a> Acts<'a> {
@@ -53,10 +55,12 @@ impl<'a> Acts<'a> {
     ) -> Self {
         assert!(k.is_multiple_of(QA) && x.len() == m * k);
         let lanes = m * k / 4;
-        let all = scratch::take_u32(buf, 4 * lanes);
+        let all = scratch::take_u32(buf, 4 * lanes + m * k / QA);
         let (q, rest) = all.split_at_mut(lanes);
         let (dl, rest) = rest.split_at_mut(lanes);
-        let (base, minx) = rest.split_at_mut(lanes);
+        let (base, rest) = rest.split_at_mut(lanes);
+        let (minx, minb) = rest.split_at_mut(lanes);
+        let minb: &mut [f32] = bytemuck::cast_slice_mut(minb);
         let q: &mut [i8] = bytemuck::cast_slice_mut(q);
         let dl: &mut [f32] = bytemuck::cast_slice_mut(dl);
         let base: &mut [i32] = bytemuck::cast_slice_mut(base);
@@ -70,12 +74,17 @@ impl<'a> Acts<'a> {
             .zip(x.par_chunks(k));
         rows.with_min_len(8)
             .for_each(|((((q, dl), base), minx), x)| kernel.quantize(x, o, q, dl, base, minx));
+        for (b, mb) in minb.iter_mut().enumerate() {
+            let sum: i32 = q[b * QA..(b + 1) * QA].iter().map(|&v| v as i32).sum();
+            *mb = dl[b * QA / 4] * sum as f32;
+        }
         Acts {
             k,
             q,
             dl,
             base,
             minx,
+            minb,
         }
     }
 
@@ -224,6 +233,11 @@ pub(crate) fn linear(
                 .enumerate()
                 .for_each(|(ci, tc)| {
                     let rows_here = tc.len() / m;
+                    #[cfg(target_arch = "x86_64")]
+                    if let (Kernel::Vnni(v), true) = (kernel, m > 4) {
+                        let wc = &w[ci * CHUNK * row_bytes..(ci * CHUNK + rows_here) * row_bytes];
+                        return scratch.with(|slot| v.panel(&acts, t, wc, rows_here, slot, tc));
+                    }
                     for g in (0..rows_here).step_by(4) {
                         let j = ci * CHUNK + g;
                         let rows = 4.min(rows_here - g);

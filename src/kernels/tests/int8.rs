@@ -9,20 +9,24 @@ use crate::weights::{Tensor, View};
 
 /// (m, n, k): one to four rows and more (groups of four, partial ones), n across groups and
 /// tasks, k with an odd count of 32-element blocks (the VNNI kernel's lone last block).
-const SHAPES: [(usize, usize, usize); 6] = [
+/// More than four rows take the GEMM path (weight rows unpacked once per task of 16).
+const SHAPES: [(usize, usize, usize); 8] = [
     (1, 5, 32),
     (2, 9, 96),
     (3, 17, 160),
     (4, 33, 576),
     (9, 40, 544),
     (1, 70, 2048),
+    (5, 3, 32),
+    (38, 21, 1056),
 ];
-const K_SHAPES: [(usize, usize, usize); 5] = [
+const K_SHAPES: [(usize, usize, usize); 6] = [
     (1, 5, 256),
     (2, 9, 512),
     (3, 17, 768),
     (7, 33, 256),
     (1, 40, 2048),
+    (21, 19, 4352),
 ];
 
 fn shapes(q: QuantType) -> Vec<(usize, usize, usize)> {
