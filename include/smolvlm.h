@@ -144,8 +144,9 @@ typedef enum smolvlm_split {
  */
 typedef enum smolvlm_precision {
   /**
-   * bf16 for bf16 checkpoints on CPUs with native bf16 products (AMX, AVX512_BF16 where it
-   * outruns f32), else f32. The environment variable SMOLVLM_PRECISION=f32|bf16|int8 overrides it.
+   * INT8 for decoders of block-quantized weights on CPUs with int8 dot products
+   * (AVX512_VNNI); else bf16 for bf16 checkpoints on CPUs with native bf16 products (AMX,
+   * AVX512_BF16 where it outruns f32), else f32. The environment variable SMOLVLM_PRECISION=f32|bf16|int8 overrides it.
    */
   SMOLVLM_PRECISION_AUTO = 0,
   /**
@@ -158,9 +159,9 @@ typedef enum smolvlm_precision {
    */
   SMOLVLM_PRECISION_BF16 = 2,
   /**
-   * As F32, except that the decoder's products with block-quantized weights (Q8_0 … Q6_K)
-   * quantize their activations to int8 blocks and sum integer products, as llama.cpp does.
-   * Faster on quantized models; never chosen by AUTO.
+   * The decoder's products with block-quantized weights (Q8_0 … Q6_K) quantize their
+   * activations to int8 blocks and sum integer products, as llama.cpp does (faster; not
+   * transformers-exact); other products as AUTO would compute them without quantized weights.
    */
   SMOLVLM_PRECISION_INT8 = 3,
 } smolvlm_precision;

@@ -370,8 +370,10 @@ impl Model {
         self.text.quantized()
     }
 
-    /// The mode `p` stands for with this model: [`Precision::Auto`] is `Bf16` when the decoder's
-    /// weights are bf16 and the kernel variant has native bf16 dot products, else `F32`; the
+    /// The mode `p` stands for with this model: [`Precision::Auto`] is `Int8` when the decoder's
+    /// projections are block-quantized and the kernel variant has int8 dot products, else
+    /// `Bf16` when its weights are bf16 and the variant has native bf16 dot products, else
+    /// `F32`; the
     /// environment variable `SMOLVLM_PRECISION` (`f32`, `bf16` or `int8`) overrides what `Auto` picks
     /// (for callers of APIs without a precision setting, such as the drop-in one).
     pub fn precision(&self, p: Precision) -> Precision {
@@ -382,7 +384,24 @@ impl Model {
                 Some(forced) => return forced,
             }
         }
-        p.resolve(self.isa, self.text.weights_bf16())
+        p.resolve(
+            self.isa,
+            self.text.weights_bf16(),
+            self.text.quantized().is_some(),
+        )
+    }
+
+    /// Whether products with bf16 weights round their activations to bf16 in mode `p` (a
+    /// resolved mode): in `Bf16`, and in `Int8` where `Auto` would pick `Bf16` for them.
+    pub(crate) fn bf16_products(&self, p: Precision) -> bool {
+        match p {
+            Precision::Bf16 => true,
+            Precision::Int8 => {
+                Precision::Auto.resolve(self.isa, self.text.weights_bf16(), false)
+                    == Precision::Bf16
+            }
+            _ => false,
+        }
     }
 
     /// The kernel variant this model runs.

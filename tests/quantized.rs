@@ -225,3 +225,41 @@ fn k_quants_fall_back_as_llama_cpp_does_for_short_rows() {
         assert_eq!(m.quantization(), Some(stored), "{}", asked.name());
     }
 }
+
+/// `auto` is the int8 mode for a decoder of block weights where the kernel variant has int8
+/// dot products (AVX512_VNNI), and as before otherwise; the mode generates and is reported.
+#[test]
+fn auto_picks_the_int8_mode_for_quantized_weights_on_int8_dot_products() {
+    use smolvlm::{Precision, Request};
+    assert!(
+        std::env::var_os("SMOLVLM_PRECISION").is_none(),
+        "SMOLVLM_PRECISION overrides auto: unset it to run this test"
+    );
+    let dir = fixtures().join("models/tiny-256m");
+    for isa in Isa::supported() {
+        let plain = load(&dir, isa, None).precision(Precision::Auto);
+        assert_ne!(plain, Precision::Int8, "{isa:?} without quantized weights");
+        let model = load(&dir, isa, Some(QuantType::Q4_0));
+        let want = if isa.has_int8_dot() {
+            Precision::Int8
+        } else {
+            plain
+        };
+        assert_eq!(model.precision(Precision::Auto), want, "{isa:?}");
+        let mut s = Session::new(model);
+        let out = s
+            .generate(
+                &Request::simple("Tell me a story.", None, vec![]),
+                Default::default(),
+            )
+            .unwrap();
+        assert_eq!(out.stats.precision, want, "{isa:?}");
+    }
+    eprintln!(
+        "int8 dot products on: {:?}",
+        Isa::supported()
+            .into_iter()
+            .filter(|i| i.has_int8_dot())
+            .collect::<Vec<_>>()
+    );
+}

@@ -86,17 +86,18 @@ pub enum smolvlm_split {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum smolvlm_precision {
-    /// bf16 for bf16 checkpoints on CPUs with native bf16 products (AMX, AVX512_BF16 where it
-    /// outruns f32), else f32. The environment variable SMOLVLM_PRECISION=f32|bf16|int8 overrides it.
+    /// INT8 for decoders of block-quantized weights on CPUs with int8 dot products
+    /// (AVX512_VNNI); else bf16 for bf16 checkpoints on CPUs with native bf16 products (AMX,
+    /// AVX512_BF16 where it outruns f32), else f32. The environment variable SMOLVLM_PRECISION=f32|bf16|int8 overrides it.
     Auto = 0,
     /// f32 activations and accumulation: transformers' float32 results.
     F32 = 1,
     /// Activations rounded to bf16 before products with bf16 weights, f32 accumulation:
     /// transformers' bfloat16 linears. Norms, softmax, attention and residuals stay f32.
     Bf16 = 2,
-    /// As F32, except that the decoder's products with block-quantized weights (Q8_0 … Q6_K)
-    /// quantize their activations to int8 blocks and sum integer products, as llama.cpp does.
-    /// Faster on quantized models; never chosen by AUTO.
+    /// The decoder's products with block-quantized weights (Q8_0 … Q6_K) quantize their
+    /// activations to int8 blocks and sum integer products, as llama.cpp does (faster; not
+    /// transformers-exact); other products as AUTO would compute them without quantized weights.
     Int8 = 3,
 }
 

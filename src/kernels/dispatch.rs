@@ -43,6 +43,16 @@ impl Isa {
         matches!(self, Isa::Avx512Bf16 | Isa::Amx)
     }
 
+    /// Whether the variant has int8 dot products for the int8 mode (AVX512_VNNI with an AVX-512
+    /// variant; what `Precision::Auto` looks for with block-quantized weights).
+    pub fn has_int8_dot(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if matches!(self, Isa::Avx512 | Isa::Avx512Bf16 | Isa::Amx) {
+            return super::avx512::Avx512Vnni::new().is_some();
+        }
+        false
+    }
+
     /// Whether this CPU can run the variant.
     pub fn is_supported(self) -> bool {
         match self {
@@ -127,7 +137,8 @@ fn avx512_present(_bf16: bool) -> bool {
 /// How a product on bf16 weights computes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Precision {
-    /// `Bf16` for bf16 checkpoints on CPUs with native bf16 dot products, else `F32`.
+    /// `Int8` for decoders of block-quantized weights on CPUs with int8 dot products;
+    /// otherwise `Bf16` for bf16 checkpoints on CPUs with native bf16 dot products, else `F32`.
     #[default]
     Auto,
     /// f32 activations and accumulation over the stored weights (transformers' float32).
@@ -136,10 +147,11 @@ pub enum Precision {
     /// accumulation (transformers' bfloat16 linears). Norms, softmax, attention and residuals
     /// stay f32; f16 and f32 weights compute as in `F32`.
     Bf16,
-    /// As `F32`, except that the decoder's products with block-quantized weights (Q8_0 … Q6_K)
-    /// quantize their activations to int8 blocks of 32 (scale amax/127) and sum integer
-    /// products, as llama.cpp does: faster, and tested against its own reference rather than
-    /// transformers. Never chosen by `Auto`.
+    /// The decoder's products with block-quantized weights (Q8_0 … Q6_K) quantize their
+    /// activations to int8 blocks of 32 (scale amax/127) and sum integer products, as llama.cpp
+    /// does: faster, and tested against its own reference rather than transformers. Products
+    /// with other weights compute as `Auto` resolves without quantized weights (`Bf16` for bf16
+    /// checkpoints on CPUs with native bf16 products, else `F32`); the KV cache stays f32.
     Int8,
 }
 
@@ -166,9 +178,11 @@ impl Precision {
         .find(|p| p.name() == s)
     }
 
-    /// The mode `Auto` stands for with this variant and weight type.
-    pub fn resolve(self, isa: Isa, weights_bf16: bool) -> Precision {
+    /// The mode `Auto` stands for with this variant and weight types (`quantized`: the decoder's
+    /// projections are block-quantized).
+    pub fn resolve(self, isa: Isa, weights_bf16: bool, quantized: bool) -> Precision {
         match self {
+            Precision::Auto if quantized && isa.has_int8_dot() => Precision::Int8,
             Precision::Auto if isa.has_bf16_dot() && weights_bf16 => Precision::Bf16,
             Precision::Auto => Precision::F32,
             p => p,

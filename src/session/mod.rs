@@ -235,7 +235,7 @@ impl Session {
             precision: m.precision(req.precision),
             ..Stats::default()
         };
-        let bf16 = stats.precision == Precision::Bf16;
+        let bf16 = m.bf16_products(stats.precision);
         let cache = req.prompt_cache.then_some(&mut self.prompt_cache);
         let PreparedTiles { ids, tiles } = prepare_tiles(m, req, cache)?;
         let n_tiles = tiles.len();
@@ -314,13 +314,13 @@ impl Session {
                 self.prompt_cache.keep_tile(hashes[t], feats);
             }
         }
-        self.cache.set_bf16(bf16);
+        self.cache.set_bf16(stats.precision == Precision::Bf16);
         self.cache.len = reuse;
         let budget = req.max_tokens.min(tc.max_position_embeddings - ids.len());
         self.cache.reserve(ids.len() + budget)?;
         let ex = Exec {
             isa: m.isa,
-            bf16: stats.precision == Precision::Bf16,
+            bf16: m.bf16_products(stats.precision),
             int8: stats.precision == Precision::Int8,
             scratch: &self.scratch,
         };
@@ -379,7 +379,7 @@ impl Session {
         };
         let ex = Exec {
             isa: m.isa,
-            bf16: stats.precision == Precision::Bf16,
+            bf16: m.bf16_products(stats.precision),
             int8: stats.precision == Precision::Int8,
             scratch: &self.scratch,
         };

@@ -43,9 +43,10 @@ Generation:
   -t <n>                   Threads (default: all CPUs)
   --precision <p>          auto (default), f32, bf16 or int8: products with bf16 weights in f32
                            (as transformers' float32) or with bf16 activations (as its
-                           bfloat16); auto = bf16 where the CPU has native bf16 dot products;
-                           int8 = f32, but quantized weights meet int8 activation blocks (as
-                           llama.cpp computes them: faster, not transformers-exact)
+                           bfloat16); int8: quantized weights meet int8 activation blocks (as
+                           llama.cpp computes them: faster, not transformers-exact); auto =
+                           int8 for quantized weights on CPUs with int8 dot products (VNNI),
+                           else bf16 where the CPU has native bf16 dot products, else f32
   --isa <name>             Kernel variant (portable, avx2, avx512, avx512bf16; default: the
                            fastest this CPU supports)
   --quantize <q>           Quantize the decoder's linear weights at load: q8_0, q4_0, q4_1,

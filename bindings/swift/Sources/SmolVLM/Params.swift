@@ -2,13 +2,14 @@ import CSmolVLM
 
 /// The numeric mode of a generation (see the README's "Numeric modes").
 public enum Precision: Sendable {
-    /// bf16 for bf16 checkpoints on CPUs with native bf16 dot products, else f32.
+    /// int8 for quantized weights on CPUs with int8 dot products; else bf16 for bf16 checkpoints
+    /// on CPUs with native bf16 dot products, else f32.
     case auto
     /// f32 activations and accumulation (transformers' float32 numerics).
     case f32
     /// bf16 activations × bf16 weights with f32 accumulation.
     case bf16
-    /// f32, except that block-quantized weights meet int8 activation blocks (as llama.cpp).
+    /// Block-quantized weights meet int8 activation blocks (as llama.cpp); other products as auto.
     case int8
 
     var raw: Int32 {
