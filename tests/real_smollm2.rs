@@ -312,10 +312,11 @@ fn k_quantized_at_load_equals_its_dequantized_weights() {
 /// weights (the activations' 8-bit rounding), and between kernel variants. Variants differ
 /// by more than f32 rounding: an activation a rounding-error away from a half step takes the
 /// other code, and 30 layers carry that on (the kernels themselves agree within 1e-6 of
-/// Σ|w·x|, src/kernels/tests/int8.rs). Measured worst 1.277 against f32 (Q4_K, AVX-512) and
-/// 1.04 between variants (Q4_K, portable against AVX512_VNNI), logits spanning about 30; the
-/// bound is 2x the larger. A wrong offset, scale or sub-block moves logits by far more.
-const TOL_INT8: f64 = 2.0 * 1.277;
+/// Σ|w·x|, src/kernels/tests/int8.rs). Measured worst 1.87 against f32 (Q4_K, AVX-512: its
+/// activations in blocks of 256, as llama.cpp's Q8_K) and 2.26 between variants (Q4_K,
+/// portable against AVX512_VNNI), logits spanning about 30; the bound is 2x the larger. A wrong
+/// offset, scale or sub-block moves logits by far more.
+const TOL_INT8: f64 = 2.0 * 2.26;
 
 /// The int8 mode on real weights: every kernel variant's first-step logits lie within TOL_INT8
 /// of the f32 mode's and of the first variant's, and the greedy agreement with the f32 mode is

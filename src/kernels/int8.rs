@@ -1,6 +1,7 @@
 //! The int8 mode's products with block-quantized weights: activations quantized to 8-bit
-//! blocks of 32 (one f32 scale each, amax/127, round half to even), then integer dot
-//! products with the weights' own codes, as llama.cpp computes its quantized matrices.
+//! blocks (one f32 scale each, amax/127, round half to even; blocks of 32 for the 32-element
+//! formats, of 256 for the K-quants, as llama.cpp's Q8_0 and Q8_K), then integer dot products
+//! with the weights' own codes, as llama.cpp computes its quantized matrices.
 //!
 //! Every format is read as 32-element sub-blocks of unsigned codes u with w = s·(u − o) + m:
 //! a scale s per 16 elements (the two halves differ only in Q6_K), an integer offset o per
@@ -16,8 +17,19 @@ use rayon::prelude::*;
 
 /// Output features per task.
 const CHUNK: usize = 16;
+/// The L2 share a block of quantized activation rows may take in the multi-row products.
+const ACT_BLOCK_BYTES: usize = 384 << 10;
 /// Elements per activation block.
 pub(crate) const QA: usize = 32;
+
+/// Elements per activation block for products with `t`: the K-quants' 256 (so their integer
+/// sub-block scales apply before any float operation), else 32.
+pub(crate) fn act_block(t: QuantType) -> usize {
+    match t {
+        QuantType::Q4_K | QuantType::Q5_K | QuantType::Q6_K => 256,
+        _ => QA,
+    }
+}
 
 /// The offset o of a format's codes (Q8_0's signed bytes are read with their sign bit flipped).
 pub(crate) fn offset(t: QuantType) -> i32 {
@@ -31,12 +43,13 @@ pub(crate) fn offset(t: QuantType) -> i32 {
 }
 
 /// Activation rows quantized for products with one format: per row of k, the codes q, and per
-/// lane of four elements the block's scale (`dl`), −o·Σ q (`base`) and dx·Σ q (`minx`), and per
-/// block dx·Σ q (`minb`, for the GEMM path's minimum terms).
+/// lane of four elements the block's scale (`dl`), Σ q (`sum4`), −o·Σ q (`base`) and dx·Σ q
+/// (`minx`), and per 32 elements dx·Σ q (`minb`, for the GEMM path's minimum terms).
 pub(crate) struct Acts<'a> {
     pub k: usize,
     pub q: &'a [i8],
     pub dl: &'a [f32],
+    pub sum4: &'a [i32],
     pub base: &'a [i32],
     pub minx: &'a [f32],
     pub minb: &'a [f32],
@@ -53,27 +66,33 @@ impl<'a> Acts<'a> {
         t: QuantType,
         kernel: Kernel,
     ) -> Self {
-        assert!(k.is_multiple_of(QA) && x.len() == m * k);
+        let blk = act_block(t);
+        assert!(k.is_multiple_of(blk) && x.len() == m * k);
         let lanes = m * k / 4;
-        let all = scratch::take_u32(buf, 4 * lanes + m * k / QA);
+        let all = scratch::take_u32(buf, 5 * lanes + m * k / QA);
         let (q, rest) = all.split_at_mut(lanes);
         let (dl, rest) = rest.split_at_mut(lanes);
+        let (sum4, rest) = rest.split_at_mut(lanes);
         let (base, rest) = rest.split_at_mut(lanes);
         let (minx, minb) = rest.split_at_mut(lanes);
         let minb: &mut [f32] = bytemuck::cast_slice_mut(minb);
         let q: &mut [i8] = bytemuck::cast_slice_mut(q);
         let dl: &mut [f32] = bytemuck::cast_slice_mut(dl);
+        let sum4: &mut [i32] = bytemuck::cast_slice_mut(sum4);
         let base: &mut [i32] = bytemuck::cast_slice_mut(base);
         let minx: &mut [f32] = bytemuck::cast_slice_mut(minx);
         let o = offset(t);
         let rows = q
             .par_chunks_mut(k)
             .zip(dl.par_chunks_mut(k / 4))
-            .zip(base.par_chunks_mut(k / 4))
-            .zip(minx.par_chunks_mut(k / 4))
+            .zip(sum4.par_chunks_mut(k / 4))
             .zip(x.par_chunks(k));
         rows.with_min_len(8)
-            .for_each(|((((q, dl), base), minx), x)| kernel.quantize(x, o, q, dl, base, minx));
+            .for_each(|(((q, dl), sum4), x)| kernel.quantize(x, blk, q, dl, sum4));
+        for (((b, mx), &s), &d) in base.iter_mut().zip(minx.iter_mut()).zip(&*sum4).zip(&*dl) {
+            *b = -o * s;
+            *mx = d * s as f32;
+        }
         for (b, mb) in minb.iter_mut().enumerate() {
             let sum: i32 = q[b * QA..(b + 1) * QA].iter().map(|&v| v as i32).sum();
             *mb = dl[b * QA / 4] * sum as f32;
@@ -82,6 +101,7 @@ impl<'a> Acts<'a> {
             k,
             q,
             dl,
+            sum4,
             base,
             minx,
             minb,
@@ -96,30 +116,21 @@ impl<'a> Acts<'a> {
     }
 }
 
-/// One row's activation blocks: d = amax/127, q = x·(1/d) rounded half to even (0 where
-/// d = 0), and per lane of four d, −o·Σq and d·Σq.
-pub(crate) fn quantize_row(
-    x: &[f32],
-    o: i32,
-    q: &mut [i8],
-    dl: &mut [f32],
-    base: &mut [i32],
-    minx: &mut [f32],
-) {
-    for (b, xb) in x.chunks_exact(QA).enumerate() {
+/// One row's activation blocks of `blk` elements: d = amax/127, q = x·(1/d) rounded half to
+/// even (0 where d = 0), and per lane of four d and Σq.
+pub(crate) fn quantize_row(x: &[f32], blk: usize, q: &mut [i8], dl: &mut [f32], sum4: &mut [i32]) {
+    for (b, xb) in x.chunks_exact(blk).enumerate() {
         let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
         let d = amax / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let qb = &mut q[b * QA..(b + 1) * QA];
+        let qb = &mut q[b * blk..(b + 1) * blk];
         for (o, v) in qb.iter_mut().zip(xb) {
             *o = (v * id).round_ties_even() as i8;
         }
-        for l in 0..QA / 4 {
-            let s: i32 = qb[4 * l..4 * l + 4].iter().map(|&v| v as i32).sum();
-            let at = b * QA / 4 + l;
+        for l in 0..blk / 4 {
+            let at = b * blk / 4 + l;
             dl[at] = d;
-            base[at] = -o * s;
-            minx[at] = d * s as f32;
+            sum4[at] = qb[4 * l..4 * l + 4].iter().map(|&v| v as i32).sum();
         }
     }
 }
@@ -228,31 +239,40 @@ pub(crate) fn linear(
     scratch.with_staging(|buf| {
         let acts = Acts::new(buf, x, m, k, t, kernel);
         // Each task's 16 weight rows stay in cache while every activation group passes them.
+        // Blocks of activation rows small enough to stay in L2 while every weight chunk passes
+        // over them (about three bytes per element: codes and lane terms).
+        let block = (ACT_BLOCK_BYTES / (3 * k)).clamp(4, 256) / 4 * 4;
         let fill = |tt: &mut [f32]| {
-            tt.par_chunks_mut(CHUNK * m)
-                .enumerate()
-                .for_each(|(ci, tc)| {
-                    let rows_here = tc.len() / m;
-                    #[cfg(target_arch = "x86_64")]
-                    if let (Kernel::Vnni(v), true) = (kernel, m > 4) {
-                        let wc = &w[ci * CHUNK * row_bytes..(ci * CHUNK + rows_here) * row_bytes];
-                        return scratch.with(|slot| v.panel(&acts, t, wc, rows_here, slot, tc));
-                    }
-                    for g in (0..rows_here).step_by(4) {
-                        let j = ci * CHUNK + g;
-                        let rows = 4.min(rows_here - g);
-                        let wg = &w[j * row_bytes..(j + rows) * row_bytes];
-                        for r0 in (0..m).step_by(4) {
-                            let mr = 4.min(m - r0);
-                            let res = kernel.group(&acts, r0, mr, t, wg, rows);
-                            for jj in 0..rows {
-                                for r in 0..mr {
-                                    tc[(g + jj) * m + r0 + r] = res[jj * mr + r];
+            for rb in (0..m).step_by(block) {
+                let rows_act = rb..m.min(rb + block);
+                tt.par_chunks_mut(CHUNK * m)
+                    .enumerate()
+                    .for_each(|(ci, tc)| {
+                        let rows_here = tc.len() / m;
+                        #[cfg(target_arch = "x86_64")]
+                        if let (Kernel::Vnni(v), true) = (kernel, m > 4 && t.block_elems() == 32) {
+                            let wc =
+                                &w[ci * CHUNK * row_bytes..(ci * CHUNK + rows_here) * row_bytes];
+                            let ra = rows_act.clone();
+                            return scratch
+                                .with(|slot| v.panel(&acts, t, wc, rows_here, ra, slot, tc));
+                        }
+                        for g in (0..rows_here).step_by(4) {
+                            let j = ci * CHUNK + g;
+                            let rows = 4.min(rows_here - g);
+                            let wg = &w[j * row_bytes..(j + rows) * row_bytes];
+                            for r0 in rows_act.clone().step_by(4) {
+                                let mr = 4.min(rows_act.end - r0);
+                                let res = kernel.group(&acts, r0, mr, t, wg, rows);
+                                for jj in 0..rows {
+                                    for r in 0..mr {
+                                        tc[(g + jj) * m + r0 + r] = res[jj * mr + r];
+                                    }
                                 }
                             }
                         }
-                    }
-                })
+                    })
+            }
         };
         if m == 1 {
             return fill(out);
@@ -280,21 +300,22 @@ pub(crate) fn linear_fused(
     kernel: Kernel,
 ) -> bool {
     // The formats of the (at most two) offset classes, in order of first use.
+    let class = |t: QuantType| (offset(t), act_block(t));
     let mut classes: [Option<QuantType>; 2] = [None; 2];
     for (t, _, _) in parts.iter() {
         match classes {
-            [Some(a), _] if offset(a) == offset(*t) => {}
-            [Some(_), Some(b)] if offset(b) == offset(*t) => {}
+            [Some(a), _] if class(a) == class(*t) => {}
+            [Some(_), Some(b)] if class(b) == class(*t) => {}
             [None, _] => classes[0] = Some(*t),
             [Some(_), None] => classes[1] = Some(*t),
             [Some(_), Some(_)] => return false,
         }
     }
     let Some(t0) = classes[0] else { return true };
-    let offsets = [offset(t0), classes[1].map_or(i32::MIN, offset)];
+    let first = class(t0);
     let run = |a0: &Acts, a1: Option<&Acts>, parts: &mut [(QuantType, &[u8], &mut [f32])]| {
         parts.par_iter_mut().for_each(|(t, w, out)| {
-            let acts = if offset(*t) == offsets[0] {
+            let acts = if class(*t) == first {
                 a0
             } else {
                 a1.unwrap_or(a0)
@@ -348,19 +369,11 @@ impl Kernel {
     }
 
     /// One row's activation blocks (see [`quantize_row`]).
-    fn quantize(
-        self,
-        x: &[f32],
-        o: i32,
-        q: &mut [i8],
-        dl: &mut [f32],
-        base: &mut [i32],
-        minx: &mut [f32],
-    ) {
+    fn quantize(self, x: &[f32], blk: usize, q: &mut [i8], dl: &mut [f32], sum4: &mut [i32]) {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Vnni(v) => v.quantize_row(x, o, q, dl, base, minx),
-            Kernel::Portable => quantize_row(x, o, q, dl, base, minx),
+            Kernel::Vnni(v) => v.quantize_row(x, blk, q, dl, sum4),
+            Kernel::Portable => quantize_row(x, blk, q, dl, sum4),
         }
     }
 
@@ -376,6 +389,10 @@ impl Kernel {
     ) -> [f32; 16] {
         let mut res = [0.0f32; 16];
         match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vnni(v) if t.block_elems() == 256 => {
+                v.dots_k(acts, r0, mr, t, w, rows, &mut res)
+            }
             #[cfg(target_arch = "x86_64")]
             Kernel::Vnni(v) => v.dots_int8(acts, r0, mr, t, w, rows, &mut res),
             Kernel::Portable => {

@@ -5,6 +5,7 @@ use super::{variants, wave};
 use crate::kernels::int8::{self, offset, Acts, Kernel, QA};
 use crate::kernels::{linear, Exec, Scratch};
 use crate::weights::quant::QuantType;
+use crate::weights::quant::QK_K as QK;
 use crate::weights::{Tensor, View};
 
 /// (m, n, k): one to four rows and more (groups of four, partial ones), n across groups and
@@ -50,13 +51,21 @@ fn kernels() -> Vec<Kernel> {
 
 #[test]
 fn activation_blocks_hold_amax_over_127_and_rounded_codes() {
-    let mut x = wave(4 * QA, 0.37, 0.1);
-    x[QA..2 * QA].fill(0.0);
-    x[2 * QA] = -3.0;
-    for t in [QuantType::Q8_0, QuantType::Q4_1, QuantType::Q6_K] {
+    // Blocks of 32 for the 32-element formats, of 256 for the K-quants.
+    let mut x = wave(8 * QK, 0.37, 0.1);
+    x[QK..2 * QK].fill(0.0);
+    x[2 * QK] = -3.0;
+    for t in [
+        QuantType::Q8_0,
+        QuantType::Q4_1,
+        QuantType::Q6_K,
+        QuantType::Q4_K,
+    ] {
+        let blk = int8::act_block(t);
+        assert_eq!(blk, if t.block_elems() == 32 { QA } else { QK }, "{t:?}");
         let mut buf = Vec::new();
-        let a = Acts::new(&mut buf, &x, 2, 2 * QA, t, Kernel::Portable);
-        for (b, xb) in x.chunks(QA).enumerate() {
+        let a = Acts::new(&mut buf, &x, 4, 2 * QK, t, Kernel::Portable);
+        for (b, xb) in x.chunks(blk).enumerate() {
             let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             let d = amax / 127.0;
             for (i, &v) in xb.iter().enumerate() {
@@ -65,45 +74,59 @@ fn activation_blocks_hold_amax_over_127_and_rounded_codes() {
                 } else {
                     (v * (1.0 / d)).round_ties_even() as i8
                 };
-                assert_eq!(a.q[b * QA + i], want, "{t:?} block {b} [{i}]");
+                assert_eq!(a.q[b * blk + i], want, "{t:?} block {b} [{i}]");
             }
-            for l in 0..QA / 4 {
-                let at = b * QA / 4 + l;
+            for l in 0..blk / 4 {
+                let at = b * blk / 4 + l;
                 let s: i32 = a.q[4 * at..4 * at + 4].iter().map(|&v| v as i32).sum();
                 assert_eq!(a.dl[at], d, "{t:?} block {b} scale");
+                assert_eq!(a.sum4[at], s, "{t:?} block {b} sum");
                 assert_eq!(a.base[at], -offset(t) * s, "{t:?} block {b} base");
                 assert_eq!(a.minx[at], d * s as f32, "{t:?} block {b} minimum term");
             }
         }
-        assert_eq!(a.q[2 * QA], -127, "amax maps to ∓127");
-        assert!(a.q[QA..2 * QA].iter().all(|&v| v == 0), "a zero block");
+        for (c, &mb) in a.minb.iter().enumerate() {
+            let s: i32 = a.q[QA * c..QA * (c + 1)].iter().map(|&v| v as i32).sum();
+            assert_eq!(mb, a.dl[QA / 4 * c] * s as f32, "{t:?} 32-element term {c}");
+        }
+        assert_eq!(a.q[2 * QK], -127, "amax maps to ∓127");
+        assert!(a.q[QK..2 * QK].iter().all(|&v| v == 0), "a zero block");
     }
 }
 
 #[test]
 fn every_kernel_quantizes_activations_to_the_same_bits() {
     // Values at exact halves of a step too (ties go to even on every kernel).
-    let mut x = wave(40 * QA, 0.61, 0.4);
+    let mut x = wave(20 * QK, 0.61, 0.4);
     for (i, v) in x[..QA].iter_mut().enumerate() {
         *v = (i as f32 - 15.5) * 0.5;
     }
-    x[5 * QA..6 * QA].fill(0.0);
-    for t in [QuantType::Q8_0, QuantType::Q5_1, QuantType::Q6_K] {
+    x[5 * QK..6 * QK].fill(0.0);
+    for t in [
+        QuantType::Q8_0,
+        QuantType::Q5_1,
+        QuantType::Q6_K,
+        QuantType::Q5_K,
+    ] {
         let mut buf = Vec::new();
-        let want = Acts::new(&mut buf, &x, 10, 4 * QA, t, Kernel::Portable);
+        let want = Acts::new(&mut buf, &x, 10, 2 * QK, t, Kernel::Portable);
         let want = (
             want.q.to_vec(),
             want.dl.to_vec(),
+            want.sum4.to_vec(),
             want.base.to_vec(),
             want.minx.to_vec(),
+            want.minb.to_vec(),
         );
         for kernel in kernels() {
             let mut buf = Vec::new();
-            let a = Acts::new(&mut buf, &x, 10, 4 * QA, t, kernel);
+            let a = Acts::new(&mut buf, &x, 10, 2 * QK, t, kernel);
             assert_eq!(a.q, &want.0[..], "{kernel:?} {t:?} codes");
             assert_eq!(a.dl, &want.1[..], "{kernel:?} {t:?} scales");
-            assert_eq!(a.base, &want.2[..], "{kernel:?} {t:?} bases");
-            assert_eq!(a.minx, &want.3[..], "{kernel:?} {t:?} minimum terms");
+            assert_eq!(a.sum4, &want.2[..], "{kernel:?} {t:?} sums");
+            assert_eq!(a.base, &want.3[..], "{kernel:?} {t:?} bases");
+            assert_eq!(a.minx, &want.4[..], "{kernel:?} {t:?} minimum terms");
+            assert_eq!(a.minb, &want.5[..], "{kernel:?} {t:?} block minimum terms");
         }
     }
 }
