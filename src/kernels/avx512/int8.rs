@@ -4,6 +4,7 @@
 //! by s·dx into f32 accumulators, + m·dx·Σq where the format has a minimum. The same sums as
 //! the portable `int8::dot`, in another f32 order.
 
+use super::quant::{half, FORMATS};
 use super::PREFETCH;
 use crate::kernels::int8::Acts;
 use crate::kernels::scratch::{self, Slot};
@@ -14,19 +15,6 @@ use std::arch::x86_64::*;
 /// Proof that this CPU has AVX-512 F/BW/VL, F16C and AVX512_VNNI.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Avx512Vnni(());
-
-/// (elements, bytes) of a block by format number: 0 Q8_0, 1 Q4_0, 2 Q4_1, 3 Q5_0, 4 Q5_1,
-/// 5 Q4_K, 6 Q5_K, 7 Q6_K.
-const FORMATS: [(usize, usize); 8] = [
-    (32, 34),
-    (32, 18),
-    (32, 20),
-    (32, 22),
-    (32, 24),
-    (256, 144),
-    (256, 176),
-    (256, 210),
-];
 
 impl Avx512Vnni {
     /// Some(token) when the CPU supports the variant.
@@ -190,18 +178,6 @@ fn join256(lo: __m256i, hi: __m256i) -> __m512i {
 #[inline]
 fn halves(a: f32, b: f32) -> __m512 {
     _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(a), _mm512_set1_ps(b))
-}
-
-/// The f16 at `p` as f32.
-///
-/// # Safety
-/// `p` valid for two bytes.
-#[target_feature(enable = "avx512f,f16c")]
-#[inline]
-unsafe fn half(p: *const u8) -> f32 {
-    // SAFETY: two readable bytes, read unaligned.
-    let bits = unsafe { (p as *const u16).read_unaligned() };
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
 /// The 32 codes of a 32-element block of format 1..=4 at `p`.

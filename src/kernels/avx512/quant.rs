@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 
 /// (elements, bytes) of a block by format number: 0 Q8_0, 1 Q4_0, 2 Q4_1, 3 Q5_0, 4 Q5_1,
 /// 5 Q4_K, 6 Q5_K, 7 Q6_K.
-const FORMATS: [(usize, usize); 8] = [
+pub(super) const FORMATS: [(usize, usize); 8] = [
     (32, 34),
     (32, 18),
     (32, 20),
@@ -59,7 +59,7 @@ impl Avx512 {
 /// F16C; `p` valid for two bytes.
 #[target_feature(enable = "avx512f,f16c")]
 #[inline]
-unsafe fn half(p: *const u8) -> f32 {
+pub(super) unsafe fn half(p: *const u8) -> f32 {
     // SAFETY: two readable bytes, read unaligned.
     let bits = unsafe { (p as *const u16).read_unaligned() };
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
