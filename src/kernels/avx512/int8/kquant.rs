@@ -1,0 +1,236 @@
+//! The int8 mode's K-quant kernel: integer sub-block scales and minimums applied with
+//! `vpdpwssd` to exact `vpdpbusd` lane sums, one float product per super-block.
+
+use super::{join256, Avx512Vnni, Ptrs};
+use crate::kernels::avx512::quant::{half, FORMATS};
+use crate::kernels::avx512::PREFETCH;
+use crate::kernels::int8::Acts;
+use crate::weights::quant::QuantType;
+use std::arch::x86_64::*;
+
+impl Avx512Vnni {
+    /// K-quant rows against activations in 256-element blocks: res[j·mr + r] = w_j · x_{r0+r}
+    /// for `rows` (≤ 4) rows of `w` and mr (1..=4) rows of `acts`. The sub-block scales (and
+    /// minimums) are integers, applied by `vpdpwssd` to the exact `vpdpbusd` lane sums, so each
+    /// super-block costs one float product per row pair (two with a minimum).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn dots_k(
+        self,
+        acts: &Acts,
+        r0: usize,
+        mr: usize,
+        t: QuantType,
+        w: &[u8],
+        rows: usize,
+        res: &mut [f32; 16],
+    ) {
+        let k = acts.k;
+        assert!((1..=4).contains(&mr) && (1..=4).contains(&rows));
+        assert!(t.block_elems() == 256 && k.is_multiple_of(256));
+        assert!(w.len() >= rows * t.bytes_for(k) && acts.q.len() >= (r0 + mr) * k);
+        let lanes = (r0 + mr) * k / 4;
+        assert!(acts.dl.len() >= lanes && acts.base.len() >= lanes && acts.sum4.len() >= lanes);
+        let a = Ptrs {
+            q: acts.q[r0 * k..].as_ptr(),
+            dl: acts.dl[r0 * k / 4..].as_ptr(),
+            base: acts.base[r0 * k / 4..].as_ptr(),
+            minx: acts.sum4[r0 * k / 4..].as_ptr() as *const f32,
+        };
+        let w = w.as_ptr();
+        macro_rules! go {
+            ($f:literal) => {
+                // SAFETY: the token proves the features; the asserts bound every read.
+                unsafe {
+                    match mr {
+                        1 => dots_k::<1, $f>(a, k, w, rows, res),
+                        2 => dots_k::<2, $f>(a, k, w, rows, res),
+                        3 => dots_k::<3, $f>(a, k, w, rows, res),
+                        _ => dots_k::<4, $f>(a, k, w, rows, res),
+                    }
+                }
+            };
+        }
+        match t {
+            QuantType::Q4_K => go!(5),
+            QuantType::Q5_K => go!(6),
+            QuantType::Q6_K => go!(7),
+            _ => unreachable!("{t:?} is not a K-quant"),
+        }
+    }
+}
+
+/// A super-block's codes and integer scales: per 64-element piece the codes, the sub-block
+/// scales per lane (low 16 bits, for `vpdpwssd`) and minimums per lane; d and dmin.
+struct KBlock {
+    u: [__m512i; 4],
+    sc: [__m512i; 4],
+    mn: [__m512i; 4],
+    d: f32,
+    dmin: f32,
+}
+
+/// # Safety
+/// AVX-512F/BW/VL, F16C; `p` valid for one super-block of format `F` (5 Q4_K, 6 Q5_K, 7 Q6_K).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
+#[inline]
+unsafe fn k_block<const F: u8>(p: *const u8) -> KBlock {
+    let zero = _mm512_setzero_si512();
+    // SAFETY: every read lies inside the super-block at p.
+    unsafe {
+        if F == 7 {
+            let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(192) as *const __m128i));
+            let sc = _mm512_and_si512(sc, _mm512_set1_epi32(0xFFFF));
+            let nib = _mm512_set1_epi8(15);
+            let three = _mm256_set1_epi8(3);
+            let mut b = KBlock {
+                u: [zero; 4],
+                sc: [zero; 4],
+                mn: [zero; 4],
+                d: half(p.add(208)),
+                dmin: 0.0,
+            };
+            for i in 0..4 {
+                let (h, r) = (i / 2, 2 * (i % 2));
+                let ql = _mm512_loadu_si512(p.add(64 * h) as *const _);
+                let ql = if r == 2 {
+                    _mm512_srli_epi16::<4>(ql)
+                } else {
+                    ql
+                };
+                let qh = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
+                let sh = |n: i32| _mm256_srl_epi16(qh, _mm_cvtsi32_si128(n));
+                let ha = _mm256_and_si256(sh(2 * r as i32), three);
+                let hb = _mm256_and_si256(sh(2 * r as i32 + 2), three);
+                let hi = _mm512_slli_epi16::<4>(join256(ha, hb));
+                b.u[i] = _mm512_or_si512(_mm512_and_si512(ql, nib), hi);
+                let j = 4 * i as i32;
+                let idx = _mm512_set_epi32(
+                    j + 3,
+                    j + 3,
+                    j + 3,
+                    j + 3,
+                    j + 2,
+                    j + 2,
+                    j + 2,
+                    j + 2,
+                    j + 1,
+                    j + 1,
+                    j + 1,
+                    j + 1,
+                    j,
+                    j,
+                    j,
+                    j,
+                );
+                b.sc[i] = _mm512_permutexvar_epi32(idx, sc);
+            }
+            return b;
+        }
+        // Q4_K/Q5_K: twelve bytes of 6-bit scales and minimums after d and dmin.
+        let word = |at: usize| (p.add(at) as *const u32).read_unaligned();
+        let (a0, a1, a2) = (word(4), word(8), word(12));
+        let sc_lo = a0 & 0x3F3F_3F3F;
+        let mn_lo = a1 & 0x3F3F_3F3F;
+        let sc_hi = (a2 & 0x0F0F_0F0F) | (((a0 >> 6) & 0x0303_0303) << 4);
+        let mn_hi = ((a2 >> 4) & 0x0F0F_0F0F) | (((a1 >> 6) & 0x0303_0303) << 4);
+        let all = _mm512_cvtepu8_epi32(_mm_set_epi32(
+            mn_hi as i32,
+            mn_lo as i32,
+            sc_hi as i32,
+            sc_lo as i32,
+        ));
+        let qs = p.add(if F == 5 { 16 } else { 48 });
+        let qh = _mm256_loadu_si256(p.add(16) as *const __m256i);
+        let nib = _mm256_set1_epi8(15);
+        let mut b = KBlock {
+            u: [zero; 4],
+            sc: [zero; 4],
+            mn: [zero; 4],
+            d: half(p),
+            dmin: half(p.add(2)),
+        };
+        for i in 0..4 {
+            let v = _mm256_loadu_si256(qs.add(32 * i) as *const __m256i);
+            let lo = _mm256_and_si256(v, nib);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
+            let mut u = join256(lo, hi);
+            if F == 6 {
+                let bit = |c: usize| _mm256_set1_epi8((1u8 << c) as i8);
+                let ml = _mm256_test_epi8_mask(qh, bit(2 * i)) as u64;
+                let mh = _mm256_test_epi8_mask(qh, bit(2 * i + 1)) as u64;
+                u = _mm512_mask_add_epi8(u, ml | (mh << 32), u, _mm512_set1_epi8(16));
+            }
+            b.u[i] = u;
+            let (c0, c1) = (2 * i as i32, 2 * i as i32 + 1);
+            let idx = _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32(c0), _mm512_set1_epi32(c1));
+            b.sc[i] = _mm512_permutexvar_epi32(idx, all);
+            b.mn[i] = _mm512_permutexvar_epi32(_mm512_add_epi32(idx, _mm512_set1_epi32(8)), all);
+        }
+        b
+    }
+}
+
+/// # Safety
+/// AVX-512F/BW/VL, F16C, VNNI; `a` valid for M activation rows of k (`minx` pointing at their
+/// Σq lanes), `w` for `rows` rows of k elements of format `F`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
+unsafe fn dots_k<const M: usize, const F: u8>(
+    a: Ptrs,
+    k: usize,
+    w: *const u8,
+    rows: usize,
+    res: &mut [f32; 16],
+) {
+    let bb = FORMATS[F as usize].1;
+    let row_bytes = k / 256 * bb;
+    let with_min = F != 7;
+    let sum4 = a.minx as *const i32;
+    let mut acc = [[_mm512_setzero_ps(); M]; 4];
+    // Row by row: the group's rows are contiguous, so the weights stream in address order.
+    for (j, aj) in acc.iter_mut().enumerate().take(rows) {
+        for sb in 0..k / 256 {
+            let p = w.wrapping_add(j * row_bytes + sb * bb);
+            // Weights stream from memory once per token; a prefetch never faults.
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH) as *const i8);
+            // SAFETY: super-block sb of row j lies inside the rows the caller vouched for.
+            let b = unsafe { k_block::<F>(p) };
+            let mut ia = [_mm512_setzero_si512(); M];
+            let mut ib = [_mm512_setzero_si512(); M];
+            for i in 0..4 {
+                for r in 0..M {
+                    let e = r * k + 256 * sb + 64 * i;
+                    // SAFETY: elements e..e + 64 of activation row r and their lanes, inside
+                    // the M rows the caller vouched for.
+                    unsafe {
+                        let x = _mm512_loadu_si512(a.q.add(e) as *const _);
+                        let start = if F == 7 {
+                            _mm512_loadu_si512(a.base.add(e / 4) as *const _)
+                        } else {
+                            _mm512_setzero_si512()
+                        };
+                        let s = _mm512_dpbusd_epi32(start, b.u[i], x);
+                        ia[r] = _mm512_dpwssd_epi32(ia[r], s, b.sc[i]);
+                        if with_min {
+                            let sums = _mm512_loadu_si512(sum4.add(e / 4) as *const _);
+                            ib[r] = _mm512_dpwssd_epi32(ib[r], sums, b.mn[i]);
+                        }
+                    }
+                }
+            }
+            for (r, ar) in aj.iter_mut().enumerate() {
+                // SAFETY: the scale of activation row r's super-block sb.
+                let dx = unsafe { *a.dl.add((r * k + 256 * sb) / 4) };
+                *ar = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r]), _mm512_set1_ps(b.d * dx), *ar);
+                if with_min {
+                    let m = _mm512_set1_ps(b.dmin * dx);
+                    *ar = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ib[r]), m, *ar);
+                }
+            }
+        }
+    }
+    for j in 0..rows {
+        for r in 0..M {
+            res[j * M + r] = _mm512_reduce_add_ps(acc[j][r]);
+        }
+    }
+}
