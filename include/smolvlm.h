@@ -465,7 +465,8 @@ void smolvlm_generate_params_default(struct smolvlm_generate_params *out);
 
 /**
  * Loads the model directory `model_dir` (config.json, *.safetensors, tokenizer.json, ...), or
- * a llama-architecture GGUF text model (the file, or a directory holding it).
+ * a llama-architecture GGUF text model (the file, or a directory holding it), or a directory
+ * holding a text GGUF and its `mmproj*.gguf` (a SmolVLM as llama.cpp keeps it).
  * `params` may be NULL for defaults. On success `*out` receives a model to release with
  * smolvlm_model_free. Thread-safe.
  *
@@ -560,7 +561,7 @@ enum smolvlm_status smolvlm_ctx_get_stats(const smolvlm_ctx_t *ctx, struct smolv
 enum smolvlm_status smolvlm_ctx_reset(smolvlm_ctx_t *ctx);
 
 /**
- * Loads a model directory (or a GGUF text model) and returns a context owning it, or NULL on failure
+ * Loads a model directory (or a GGUF text model, or a text GGUF plus its mmproj GGUF) and returns a context owning it, or NULL on failure
  * (smolvlm_last_error() says why). Release with smolvlm_free.
  *
  * # Safety

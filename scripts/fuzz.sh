@@ -24,6 +24,9 @@ for t in "${targets[@]}"; do
   log="target/fuzz-logs/$t.log"
   if ! cargo +nightly fuzz run "$t" "target/fuzz-corpus/$t" "fuzz/corpus/$t" -- "${limit[@]}" \
       -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 > "$log" 2>&1; then
+    # The cause (a panic's message, a sanitizer's report) comes first in the log; the tail
+    # holds the input and the stack.
+    grep -m5 -A3 -E "panicked at|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)" "$log" >&2 || true
     tail -60 "$log" >&2
     echo "fuzz: $t FAILED (the input is under fuzz/artifacts/$t/; add it to the tests as a regression)" >&2
     exit 1

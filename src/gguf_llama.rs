@@ -8,11 +8,11 @@ use crate::error::{Error, Result};
 use crate::weights::gguf::{GgufFile, Value};
 use serde_json::{json, Map, Value as Json};
 
-fn err(g: &GgufFile, what: impl std::fmt::Display) -> Error {
+pub(crate) fn err(g: &GgufFile, what: impl std::fmt::Display) -> Error {
     Error::model(format!("{}: {what}", g.path.display()))
 }
 
-fn int(g: &GgufFile, key: &str) -> Result<Option<u64>> {
+pub(crate) fn int(g: &GgufFile, key: &str) -> Result<Option<u64>> {
     match g.get(key) {
         None => Ok(None),
         Some(v) => v.as_u64().map(Some).ok_or_else(|| {
@@ -24,11 +24,11 @@ fn int(g: &GgufFile, key: &str) -> Result<Option<u64>> {
     }
 }
 
-fn need_int(g: &GgufFile, key: &str) -> Result<u64> {
+pub(crate) fn need_int(g: &GgufFile, key: &str) -> Result<u64> {
     int(g, key)?.ok_or_else(|| err(g, format!("missing metadata key {key}")))
 }
 
-fn float(g: &GgufFile, key: &str) -> Result<Option<f64>> {
+pub(crate) fn float(g: &GgufFile, key: &str) -> Result<Option<f64>> {
     match g.get(key) {
         None => Ok(None),
         Some(v) => v
@@ -38,7 +38,7 @@ fn float(g: &GgufFile, key: &str) -> Result<Option<f64>> {
     }
 }
 
-fn string<'a>(g: &'a GgufFile, key: &str) -> Result<Option<&'a str>> {
+pub(crate) fn string<'a>(g: &'a GgufFile, key: &str) -> Result<Option<&'a str>> {
     match g.get(key) {
         None => Ok(None),
         Some(v) => v
@@ -49,7 +49,7 @@ fn string<'a>(g: &'a GgufFile, key: &str) -> Result<Option<&'a str>> {
 }
 
 /// The array `key` with every element read by `f` (None: the element has the wrong type).
-fn array<'a, T>(
+pub(crate) fn array<'a, T>(
     g: &'a GgufFile,
     key: &str,
     f: impl Fn(&'a Value) -> Option<T>,
@@ -74,8 +74,8 @@ fn architecture(g: &GgufFile) -> Result<&str> {
         Some("llama") => Ok("llama"),
         Some("clip") => Err(err(
             g,
-            "an mmproj file (general.architecture = clip): it holds a vision tower, which this \
-             version does not load from GGUF; give the text model's GGUF file",
+            "an mmproj file (general.architecture = clip): it holds a vision tower and \
+             connector, not a model; give the directory holding it and its text model's GGUF",
         )),
         Some(a) => Err(err(
             g,

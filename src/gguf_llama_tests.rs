@@ -182,10 +182,19 @@ fn paths_that_hold_no_single_text_gguf_are_errors() {
     write(&dir, "mmproj-model-f16.gguf", &metadata());
     let e = Model::load(&dir).err().unwrap().to_string();
     assert!(
-        e.contains("mmproj-model-f16.gguf") && e.contains("not loaded by this version"),
+        e.contains("mmproj-model-f16.gguf") && e.contains("no text model GGUF beside it"),
         "{e}"
     );
-    std::fs::remove_file(dir.join("mmproj-model-f16.gguf")).unwrap();
+    write(&dir, "mmproj-other.gguf", &metadata());
+    write(&dir, "text.gguf", &metadata());
+    let e = Model::load(&dir).err().unwrap().to_string();
+    assert!(
+        e.contains("2 mmproj GGUF files (mmproj-model-f16.gguf, mmproj-other.gguf)"),
+        "{e}"
+    );
+    for f in ["mmproj-model-f16.gguf", "mmproj-other.gguf", "text.gguf"] {
+        std::fs::remove_file(dir.join(f)).unwrap();
+    }
     write(&dir, "a.gguf", &metadata());
     write(&dir, "b.GGUF", &metadata());
     let e = Model::load(&dir).err().unwrap().to_string();

@@ -34,6 +34,7 @@ mod ffi;
 pub mod fuzzing;
 mod gguf_export;
 mod gguf_llama;
+mod gguf_mmproj;
 mod kernels;
 mod kv_cache;
 mod log;

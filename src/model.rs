@@ -78,16 +78,17 @@ pub struct LoadOptions {
     pub quantize: Option<QuantType>,
 }
 
-/// The text model's GGUF file `path` stands for: the path itself when it is a file, or the one
-/// GGUF file of a directory without `config.json`; None for a transformers directory.
-fn gguf_text_file(path: &Path) -> Result<Option<PathBuf>> {
+/// The GGUF files `path` stands for: the file itself when it is one (a text model), or a
+/// directory without `config.json` holding one text GGUF and at most one `mmproj*.gguf` (a
+/// SmolVLM as llama.cpp keeps it); None for a transformers directory.
+fn gguf_files(path: &Path) -> Result<Option<(PathBuf, Option<PathBuf>)>> {
     let is_gguf = |p: &Path| {
         p.extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
     };
     if path.is_file() {
         return if is_gguf(path) {
-            Ok(Some(path.to_path_buf()))
+            Ok(Some((path.to_path_buf(), None)))
         } else {
             Err(Error::model(format!(
                 "{}: not a directory or a .gguf file",
@@ -108,24 +109,36 @@ fn gguf_text_file(path: &Path) -> Result<Option<PathBuf>> {
     let (mmproj, text): (Vec<PathBuf>, Vec<PathBuf>) = files
         .into_iter()
         .partition(|p| name(p).is_some_and(|n| n.starts_with("mmproj")));
-    if let Some(m) = mmproj.first() {
+    let listed = |v: &[PathBuf]| {
+        v.iter()
+            .filter_map(|p| name(p))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if mmproj.len() > 1 {
         return Err(Error::model(format!(
-            "{}: vision towers in mmproj GGUF files are not loaded by this version; give the \
-             text model's GGUF file to load it as a text model",
-            m.display()
+            "{}: holds {} mmproj GGUF files ({}); keep the one that belongs to the text model",
+            path.display(),
+            mmproj.len(),
+            listed(&mmproj)
         )));
     }
     match text.len() {
-        0 => Ok(None),
-        1 => Ok(text.into_iter().next()),
+        0 if mmproj.is_empty() => Ok(None),
+        0 => Err(Error::model(format!(
+            "{}: holds an mmproj GGUF ({}) but no text model GGUF beside it",
+            path.display(),
+            listed(&mmproj)
+        ))),
+        1 => Ok(text
+            .into_iter()
+            .next()
+            .map(|t| (t, mmproj.into_iter().next()))),
         _ => Err(Error::model(format!(
             "{}: holds {} GGUF text models ({}); give the file to load",
             path.display(),
             text.len(),
-            text.iter()
-                .filter_map(|p| name(p))
-                .collect::<Vec<_>>()
-                .join(", ")
+            listed(&text)
         ))),
     }
 }
@@ -163,7 +176,7 @@ impl Model {
                 )))
             }
         };
-        let gguf = gguf_text_file(dir)?;
+        let gguf = gguf_files(dir)?;
         if gguf.is_none() && !dir.is_dir() {
             return Err(Error::new(
                 crate::ErrorKind::Io,
@@ -178,14 +191,35 @@ impl Model {
             }
         };
         step(0.0)?;
+        // The image processor's settings, where the mmproj file holds them.
+        let mut preprocessor = None;
         let (cfg, tokenizer, store) = match &gguf {
-            Some(path) => {
+            Some((path, mm)) => {
                 let g = GgufFile::open(path)?;
                 let (c, gen) = crate::gguf_llama::config_json(&g)?;
-                let cfg = config::model_config_from(&c, path, Some(&gen), path)?;
-                let tokenizer = Tokenizer::from_gguf(&g)?;
+                let (cfg, tokenizer, store) = match mm {
+                    None => {
+                        // The configuration is checked before the tokenizer is built.
+                        let cfg = config::model_config_from(&c, path, Some(&gen), path)?;
+                        let tokenizer = Tokenizer::from_gguf(&g)?;
+                        (cfg, tokenizer, WeightStore::Gguf(g))
+                    }
+                    Some(mp) => {
+                        let tokenizer = Tokenizer::from_gguf(&g)?;
+                        let m = GgufFile::open(mp)?;
+                        let pair = crate::gguf_mmproj::pair_json(&c, &gen, &m, &tokenizer)?;
+                        let cfg = config::model_config_from(
+                            &pair.config,
+                            mp,
+                            Some(&pair.generation),
+                            path,
+                        )?;
+                        preprocessor = Some((pair.preprocessor, mp.clone()));
+                        (cfg, tokenizer, WeightStore::pair(g, m))
+                    }
+                };
                 step(0.1)?;
-                (cfg, tokenizer, WeightStore::Gguf(g))
+                (cfg, tokenizer, store)
             }
             None => {
                 let cfg = config::load_model_config(dir)?;
@@ -239,8 +273,12 @@ impl Model {
             "text: {text_prefix}.*, head: {}",
             lm_head.unwrap_or("tied to embed_tokens")
         );
-        if let WeightStore::Gguf(g) = &store {
-            layout = format!("GGUF v{} (llama.cpp's names), {layout}", g.version);
+        if let WeightStore::Gguf(g) | WeightStore::GgufPair { text: g, .. } = &store {
+            layout = format!(
+                "GGUF v{} ({}; llama.cpp's names, shown as transformers'), {layout}",
+                g.version,
+                store.file_names()
+            );
         }
 
         let vision = match (&cfg.vision, cfg.image_token_id) {
@@ -267,7 +305,10 @@ impl Model {
                     cfg.scale_factor,
                     tc.hidden_size,
                 )?;
-                let processor = config::load_image_processor_config(dir, vc)?;
+                let processor = match &preprocessor {
+                    Some((pre, mp)) => config::image_processor_from(pre, mp, None, vc)?,
+                    None => config::load_image_processor_config(dir, vc)?,
+                };
                 if processor.tile_size != vc.image_size {
                     return Err(Error::model(format!(
                         "{}: max_image_size.longest_edge ({}) differs from vision_config.image_size ({})",

@@ -48,9 +48,12 @@ fn sums(v: &[f32]) -> (f64, f64) {
     )
 }
 
-fn check_model(name: &str, isa: Isa, worst: &mut Worst) {
+/// The goldens of model `name` run on the model at `models/{dir}` (the model itself, or a
+/// conversion of it).
+fn check_model(name: &str, dir: &str, isa: Isa, worst: &mut Worst) {
     let golden = read_json(&fixtures().join(format!("goldens/{name}.json")));
-    let dir = fixtures().join("models").join(name);
+    let name = dir;
+    let dir = fixtures().join("models").join(dir);
     let model = Model::load_with(
         &dir,
         LoadOptions {
@@ -194,13 +197,17 @@ fn check_model(name: &str, isa: Isa, worst: &mut Worst) {
 }
 
 fn run(name: &str) {
+    run_on(name, name);
+}
+
+fn run_on(name: &str, dir: &str) {
     let mut worst = Worst::default();
     let variants = Isa::supported();
     for &isa in &variants {
-        check_model(name, isa, &mut worst);
+        check_model(name, dir, isa, &mut worst);
     }
     eprintln!(
-        "{name}: variants run: {:?}; measured worst Δ: vision {:.2e}, connector {:.2e}, \
+        "{dir}: variants run: {:?}; measured worst Δ: vision {:.2e}, connector {:.2e}, \
          first-step logits {:.2e}, sums (relative) {:.2e}",
         variants.iter().map(|i| i.name()).collect::<Vec<_>>(),
         worst.vision,
@@ -218,6 +225,20 @@ fn tiny_instruct_matches_transformers() {
 #[test]
 fn tiny_256m_matches_transformers() {
     run("tiny-256m");
+}
+
+/// llama.cpp's layout of the same model: a text GGUF and an mmproj GGUF, both written by its
+/// own convert_hf_to_gguf.py (tests/reference/gguf_pairs.py), loaded from their directory.
+#[test]
+fn tiny_256m_as_llama_cpp_gguf_pair_f32_matches_transformers() {
+    run_on("tiny-256m", "tiny-256m-gguf-f32");
+}
+
+/// The same at f16: tiny-instruct's weights are bf16, which f16 holds exactly unless a value
+/// is below f16's normal range (6.1e-5).
+#[test]
+fn tiny_instruct_as_llama_cpp_gguf_pair_f16_matches_transformers() {
+    run_on("tiny-instruct", "tiny-instruct-gguf-f16");
 }
 
 /// The cases each golden must hold: every input kind the processor distinguishes.

@@ -307,3 +307,72 @@ fn huge_files_are_refused_before_reading() {
         assert!(t.elapsed().as_secs_f64() < 2.0, "{file}: {:?}", t.elapsed());
     }
 }
+
+/// `from` replaced by `to` (same length) in `path`'s bytes: a metadata key or value changed
+/// without moving anything else.
+fn patch_bytes(path: &Path, from: &str, to: &str) {
+    assert_eq!(from.len(), to.len());
+    let mut b = std::fs::read(path).unwrap();
+    let at = b
+        .windows(from.len())
+        .position(|w| w == from.as_bytes())
+        .unwrap_or_else(|| panic!("{} has no {from:?}", path.display()));
+    b[at..at + to.len()].copy_from_slice(to.as_bytes());
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn hostile_mmproj_files() {
+    let mm = "mmproj-tiny-256m-f32.gguf";
+    let cases: [(&str, &str, &str); 4] = [
+        (
+            "idefics3",
+            "idefics9",
+            "clip.projector_type Some(\"idefics9\") is not supported",
+        ),
+        (
+            "clip.vision.embedding_length",
+            "clip.vision.embedding_lengtX",
+            "missing metadata key clip.vision.embedding_length",
+        ),
+        ("clip.use_gelu", "clip.use_gelX", ""),
+        (
+            "v.blk.1.ln2.weight",
+            "v.blk.1.ln2.weighX",
+            "v.blk.1.ln2.weight",
+        ),
+    ];
+    for (i, (from, to, says)) in cases.into_iter().enumerate() {
+        let dir = copy_model("tiny-256m-gguf-f32", &format!("hostile-mmproj-{i}"));
+        patch_bytes(&dir.join(mm), from, to);
+        match Model::load(&dir) {
+            // A key the loader does not need may go missing.
+            Ok(_) if says.is_empty() => {}
+            Ok(_) => panic!("{from} -> {to}: loaded"),
+            Err(e) => {
+                assert_eq!(e.kind, ErrorKind::BadModel, "{from}: {e}");
+                assert!(
+                    e.message.contains(says) && e.message.contains(mm),
+                    "{from}: {e}"
+                );
+            }
+        }
+    }
+    // The architecture of a text model in the mmproj's place; the file cut short.
+    let dir = copy_model("tiny-256m-gguf-f32", "hostile-mmproj-arch");
+    std::fs::copy(dir.join("tiny-256m-f32.gguf"), dir.join(mm)).unwrap();
+    let e = load_err(&dir);
+    assert!(e.message.contains("an mmproj file has \"clip\""), "{e}");
+    let dir = copy_model("tiny-256m-gguf-f32", "hostile-mmproj-cut");
+    let b = std::fs::read(dir.join(mm)).unwrap();
+    std::fs::write(dir.join(mm), &b[..b.len() / 2]).unwrap();
+    let e = load_err(&dir);
+    assert!(e.message.contains(mm), "{e}");
+    // An mmproj file given alone names what is missing.
+    let dir = copy_model("tiny-256m-gguf-f32", "hostile-mmproj-alone");
+    let e = match Model::load(dir.join(mm)) {
+        Ok(_) => panic!("an mmproj file loaded as a model"),
+        Err(e) => e,
+    };
+    assert!(e.message.contains("an mmproj file"), "{e}");
+}

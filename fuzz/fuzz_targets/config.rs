@@ -24,14 +24,34 @@ fn dir() -> &'static PathBuf {
     })
 }
 
+/// Writes `bytes` to the copy's `file`; a failure is the harness's, so it names the path and
+/// the error (a full disk reads differently from a finding).
+fn put(file: &str, bytes: &[u8]) {
+    let path = dir().join(file);
+    if let Err(e) = std::fs::write(&path, bytes) {
+        panic!("fuzz harness: cannot write {}: {e}", path.display());
+    }
+}
+
+/// The tiny model's files, read once.
+fn originals() -> &'static Vec<Vec<u8>> {
+    static O: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    O.get_or_init(|| {
+        let src = common::fixtures().join("models/tiny-256m");
+        FILES
+            .iter()
+            .map(|f| std::fs::read(src.join(f)).expect("fuzz harness: reading the fixtures"))
+            .collect()
+    })
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    let src = common::fixtures().join("models/tiny-256m");
-    for f in FILES {
-        std::fs::copy(src.join(f), dir().join(f)).unwrap();
+    let pick = pick as usize % FILES.len();
+    for (i, f) in FILES.iter().enumerate() {
+        put(f, if i == pick { rest } else { &originals()[i] });
     }
-    std::fs::write(dir().join(FILES[pick as usize % FILES.len()]), rest).unwrap();
     let _ = smolvlm::fuzzing::model_config(dir());
 });

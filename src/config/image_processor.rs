@@ -46,9 +46,25 @@ pub(crate) fn load_image_processor_config(
             }
         },
     };
+    image_processor_from(
+        &obj,
+        &file,
+        proc.as_ref().map(|p| (p, proc_path.as_path())),
+        vision,
+    )
+}
+
+/// The settings of a `preprocessor_config.json` value `obj` (`file` names it in errors) and
+/// an optional `processor_config.json` value, with every check a model directory gets.
+pub(crate) fn image_processor_from(
+    obj: &Value,
+    file: &Path,
+    proc: Option<(&Value, &Path)>,
+    vision: &VisionConfig,
+) -> Result<ImageProcessorConfig> {
     let f = Fields {
-        obj: &obj,
-        file: &file,
+        obj,
+        file,
         section: "",
     };
     let edge = |key: &str, default: usize| -> Result<usize> {
@@ -91,11 +107,11 @@ pub(crate) fn load_image_processor_config(
     if tile_size < vision.patch_size {
         return Err(f.err("max_image_size", "is smaller than the vision patch size"));
     }
-    let image_seq_len = match &proc {
-        Some(p) => {
+    let image_seq_len = match proc {
+        Some((p, proc_path)) => {
             let pf = Fields {
                 obj: p,
-                file: &proc_path,
+                file: proc_path,
                 section: "",
             };
             match pf.get("image_seq_len") {

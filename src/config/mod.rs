@@ -12,7 +12,9 @@ mod image_processor;
 
 use fields::{ids, Fields};
 pub(crate) use fields::{read_bounded, read_json, read_json_opt, MAX_CONFIG_BYTES};
-pub(crate) use image_processor::{load_image_processor_config, ImageProcessorConfig};
+pub(crate) use image_processor::{
+    image_processor_from, load_image_processor_config, ImageProcessorConfig,
+};
 
 /// `vision_config` (Idefics3VisionConfig): the SigLIP encoder.
 #[derive(Debug, Clone)]

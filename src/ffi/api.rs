@@ -44,7 +44,8 @@ pub unsafe extern "C" fn smolvlm_generate_params_default(out: *mut smolvlm_gener
 }
 
 /// Loads the model directory `model_dir` (config.json, *.safetensors, tokenizer.json, ...), or
-/// a llama-architecture GGUF text model (the file, or a directory holding it).
+/// a llama-architecture GGUF text model (the file, or a directory holding it), or a directory
+/// holding a text GGUF and its `mmproj*.gguf` (a SmolVLM as llama.cpp keeps it).
 /// `params` may be NULL for defaults. On success `*out` receives a model to release with
 /// smolvlm_model_free. Thread-safe.
 ///

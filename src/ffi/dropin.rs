@@ -9,7 +9,7 @@ use crate::{Model, Request, RgbImage};
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
 
-/// Loads a model directory (or a GGUF text model) and returns a context owning it, or NULL on failure
+/// Loads a model directory (or a GGUF text model, or a text GGUF plus its mmproj GGUF) and returns a context owning it, or NULL on failure
 /// (smolvlm_last_error() says why). Release with smolvlm_free.
 ///
 /// # Safety

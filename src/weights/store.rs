@@ -10,6 +10,12 @@ use std::path::Path;
 pub(crate) enum WeightStore {
     Safetensors(SafetensorsStore),
     Gguf(GgufFile),
+    /// A SmolVLM as llama.cpp keeps it: the decoder's file and the `mmproj` file.
+    GgufPair {
+        text: GgufFile,
+        mmproj: GgufFile,
+        ffn_swapped: bool,
+    },
 }
 
 /// llama.cpp's name (`blk.N.attn_q.weight`, `token_embd.weight`, ...) of a Llama decoder
@@ -47,6 +53,38 @@ pub(crate) fn gguf_name(hf: &str) -> Option<String> {
 }
 
 impl WeightStore {
+    /// A text GGUF and the mmproj GGUF of its vision tower and connector.
+    pub fn pair(text: GgufFile, mmproj: GgufFile) -> WeightStore {
+        let ffn_swapped = crate::gguf_mmproj::ffn_swapped(&mmproj);
+        WeightStore::GgufPair {
+            text,
+            mmproj,
+            ffn_swapped,
+        }
+    }
+
+    /// The file of a GGUF store holding `name` (transformers' naming) and its name there.
+    fn gguf_file(&self, name: &str) -> Option<(&GgufFile, String)> {
+        match self {
+            WeightStore::Safetensors(_) => None,
+            WeightStore::Gguf(g) => gguf_name(name).map(|n| (g, n)),
+            WeightStore::GgufPair {
+                text,
+                mmproj,
+                ffn_swapped,
+            } => {
+                if let Some(n) = crate::gguf_mmproj::clip_name(name, *ffn_swapped) {
+                    return Some((mmproj, n));
+                }
+                let local = match name.strip_prefix("model.text_model.") {
+                    Some(rest) => format!("model.{rest}"),
+                    None => name.to_string(),
+                };
+                gguf_name(&local).map(|n| (text, n))
+            }
+        }
+    }
+
     /// The safetensors files of a model directory.
     pub fn open(dir: &Path) -> Result<WeightStore> {
         SafetensorsStore::open(dir).map(WeightStore::Safetensors)
@@ -55,26 +93,30 @@ impl WeightStore {
     pub fn contains(&self, name: &str) -> bool {
         match self {
             WeightStore::Safetensors(s) => s.contains(name),
-            WeightStore::Gguf(g) => gguf_name(name).is_some_and(|n| g.info(&n).is_some()),
+            _ => self
+                .gguf_file(name)
+                .is_some_and(|(g, n)| g.info(&n).is_some()),
         }
     }
 
     /// `name` as the files spell it (llama.cpp's name in a GGUF file).
     pub fn stored_name(&self, name: &str) -> String {
         match self {
-            WeightStore::Gguf(_) => gguf_name(name).unwrap_or_else(|| name.to_string()),
             WeightStore::Safetensors(_) => name.to_string(),
+            _ => self
+                .gguf_file(name)
+                .map(|(_, n)| n)
+                .unwrap_or_else(|| name.to_string()),
         }
     }
 
     pub fn file_names(&self) -> String {
         match self {
             WeightStore::Safetensors(s) => s.file_names(),
-            WeightStore::Gguf(g) => g
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            WeightStore::Gguf(g) => file_name(g),
+            WeightStore::GgufPair { text, mmproj, .. } => {
+                format!("{}, {}", file_name(text), file_name(mmproj))
+            }
         }
     }
 
@@ -82,10 +124,10 @@ impl WeightStore {
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
         match self {
             WeightStore::Safetensors(s) => s.get(name, shape),
-            WeightStore::Gguf(g) => {
-                let n = gguf_name(name).ok_or_else(|| {
+            WeightStore::Gguf(g) | WeightStore::GgufPair { text: g, .. } => {
+                let (g, n) = self.gguf_file(name).ok_or_else(|| {
                     Error::model(format!(
-                        "{}: a GGUF text model has no counterpart of {name}",
+                        "{}: a GGUF model has no counterpart of {name}",
                         g.path.display()
                     ))
                 })?;
@@ -95,4 +137,11 @@ impl WeightStore {
             }
         }
     }
+}
+
+fn file_name(g: &GgufFile) -> String {
+    g.path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

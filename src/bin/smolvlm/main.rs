@@ -18,7 +18,8 @@ Usage: smolvlm -d <model_dir> [-i <image>]... [options]
 
 Required:
   -d <dir>                 Model directory (config.json, *.safetensors, tokenizer.json, ...),
-                           or a GGUF text model (the .gguf file, or a directory holding it)
+                           a GGUF text model (the .gguf file, or a directory holding it), or a
+                           directory holding a text GGUF and its mmproj*.gguf (llama.cpp's SmolVLM)
 
 Input:
   -i <file>                Image (PNG, JPEG, BMP, PNM, TGA, GIF, WebP, TIFF); repeat for several;
