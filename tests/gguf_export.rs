@@ -279,16 +279,24 @@ fn lossless_files_compute_what_the_directory_computes() {
     }
 }
 
-/// A vision-language directory, a missing directory and an unknown type are errors naming
+/// A SmolVLM without its vision tower, a missing directory and an unknown type are errors naming
 /// the problem, and no file is left behind.
 #[test]
 fn what_cannot_be_written_is_an_error() {
     let out = tmp("export-refused.gguf");
-    let vision = fixtures().join("models/tiny-256m");
+    // A SmolVLM without its tower: neither file is written.
+    let vision = copy_model("tiny-256m", "export-no-tower");
+    let st = vision.join("model.safetensors");
+    let kept: Tensors = read_tensors(&st)
+        .into_iter()
+        .filter(|t| !t.0.contains("vision_model"))
+        .collect();
+    write_tensors(&st, &kept);
     let e = smolvlm::export_gguf(&vision, &out, FileType::BF16, &mut |_| {})
         .unwrap_err()
         .to_string();
-    assert!(e.contains("vision-language") && e.contains("mmproj"), "{e}");
+    assert!(e.contains("no vision tower tensors"), "{e}");
+    assert!(!smolvlm_mmproj(&out).exists());
     let e = smolvlm::export_gguf(&tmp("absent"), &out, FileType::BF16, &mut |_| {})
         .unwrap_err()
         .to_string();
@@ -316,4 +324,62 @@ fn what_cannot_be_written_is_an_error() {
         Some(FileType::Mostly(smolvlm::QuantType::Q4_K))
     );
     assert_eq!(FileType::from_name("q3_k"), None);
+}
+
+/// (name, type, SHA-256) of every tensor of a GGUF, sorted by name.
+fn sorted_hashes(path: &Path) -> Vec<(String, u32, String)> {
+    let mut h = tensor_hashes(path);
+    h.sort();
+    h
+}
+
+/// A SmolVLM directory is written as a text GGUF plus an `mmproj` GGUF beside it that hold
+/// the tensors, in type and bytes, that llama.cpp's own `convert_hf_to_gguf.py` writes (the
+/// committed conversions of tests/reference/gguf_pairs.py), at f32 and at f16.
+#[test]
+fn smolvlm_pairs_hold_the_converters_tensors() {
+    for (model, t) in [
+        ("tiny-256m", FileType::F32),
+        ("tiny-instruct", FileType::F16),
+    ] {
+        let conv = fixtures()
+            .join("models")
+            .join(format!("{model}-gguf-{}", t.name()));
+        let dir = tmp(&format!("pair-{model}-{}", t.name()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join(format!("{model}-{}.gguf", t.name()));
+        let s = smolvlm::export_gguf(&fixtures().join("models").join(model), &out, t, &mut |_| {})
+            .unwrap_or_else(|e| panic!("{model}: {e}"));
+        let mm = s.mmproj.expect("an mmproj file");
+        assert_eq!(
+            mm.path,
+            dir.join(format!("mmproj-{model}-{}.gguf", t.name()))
+        );
+        for (ours, theirs) in [
+            (&out, conv.join(format!("{model}-{}.gguf", t.name()))),
+            (
+                &mm.path,
+                conv.join(format!("mmproj-{model}-{}.gguf", t.name())),
+            ),
+        ] {
+            let (a, b) = (sorted_hashes(ours), sorted_hashes(&theirs));
+            let names =
+                |v: &[(String, u32, String)]| v.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+            assert_eq!(names(&a), names(&b), "{}: tensor names", ours.display());
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x, y, "{}: {} (type, bytes)", ours.display(), x.0);
+            }
+        }
+        assert!(!dir
+            .join(format!("{model}-{}.gguf.partial", t.name()))
+            .exists());
+    }
+}
+
+fn smolvlm_mmproj(out: &Path) -> PathBuf {
+    out.with_file_name(format!(
+        "mmproj-{}",
+        out.file_name().unwrap().to_string_lossy()
+    ))
 }

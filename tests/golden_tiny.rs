@@ -48,14 +48,14 @@ fn sums(v: &[f32]) -> (f64, f64) {
     )
 }
 
-/// The goldens of model `name` run on the model at `models/{dir}` (the model itself, or a
-/// conversion of it).
-fn check_model(name: &str, dir: &str, isa: Isa, worst: &mut Worst) {
+/// The goldens of model `name` run on the model at `dir` (the model itself, or a conversion
+/// of it).
+fn check_model(name: &str, dir: &std::path::Path, isa: Isa, worst: &mut Worst) {
     let golden = read_json(&fixtures().join(format!("goldens/{name}.json")));
-    let name = dir;
-    let dir = fixtures().join("models").join(dir);
+    let label = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let name = label.as_str();
     let model = Model::load_with(
-        &dir,
+        dir,
         LoadOptions {
             isa: Some(isa),
             ..Default::default()
@@ -201,10 +201,15 @@ fn run(name: &str) {
 }
 
 fn run_on(name: &str, dir: &str) {
+    run_path(name, &fixtures().join("models").join(dir));
+}
+
+fn run_path(name: &str, path: &std::path::Path) {
+    let dir = path.file_name().unwrap().to_string_lossy().into_owned();
     let mut worst = Worst::default();
     let variants = Isa::supported();
     for &isa in &variants {
-        check_model(name, dir, isa, &mut worst);
+        check_model(name, path, isa, &mut worst);
     }
     eprintln!(
         "{dir}: variants run: {:?}; measured worst Δ: vision {:.2e}, connector {:.2e}, \
@@ -239,6 +244,25 @@ fn tiny_256m_as_llama_cpp_gguf_pair_f32_matches_transformers() {
 #[test]
 fn tiny_instruct_as_llama_cpp_gguf_pair_f16_matches_transformers() {
     run_on("tiny-instruct", "tiny-instruct-gguf-f16");
+}
+
+/// The pairs `smolvlm quantize` writes (f32 for tiny-256m, bf16 for tiny-instruct: both hold
+/// the weights exactly), loaded from their directory.
+#[test]
+fn smolvlm_quantize_pairs_match_transformers() {
+    for (name, t) in [
+        ("tiny-256m", smolvlm::FileType::F32),
+        ("tiny-instruct", smolvlm::FileType::BF16),
+    ] {
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("{name}-written-{}", t.name()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join(format!("{name}.gguf"));
+        smolvlm::export_gguf(&fixtures().join("models").join(name), &out, t, &mut |_| {})
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        run_path(name, &dir);
+    }
 }
 
 /// The cases each golden must hold: every input kind the processor distinguishes.

@@ -5,12 +5,13 @@
 //! fallbacks for short rows, ggml's reference quantizer), so llama.cpp and this library load it.
 
 mod file_type;
+mod mmproj;
 mod plan;
 mod tokenizer_meta;
 
 pub use file_type::FileType;
 
-use crate::config::{load_model_config, Architecture, ModelConfig};
+use crate::config::{load_image_processor_config, load_model_config, ModelConfig};
 use crate::error::{Error, Result};
 use crate::weights::gguf::Value;
 use crate::weights::gguf_write::{header, TensorEntry};
@@ -30,16 +31,15 @@ pub struct ExportSummary {
     pub bytes: u64,
     /// (type name, tensor count), in the order first met.
     pub types: Vec<(String, usize)>,
+    /// For a vision-language model, the `mmproj` file written beside `path` (its vision tower
+    /// and connector).
+    pub mmproj: Option<Box<ExportSummary>>,
 }
 
 /// The `general.*` and `llama.*` metadata of `cfg`'s text model under file type `t`.
-fn model_meta(dir: &Path, cfg: &ModelConfig, t: FileType) -> Vec<(String, Value)> {
+fn model_meta(name: &str, cfg: &ModelConfig, t: FileType) -> Vec<(String, Value)> {
     let c = &cfg.text;
-    let name = dir
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "model".into());
+    let name = name.to_string();
     let mut kv: Vec<(String, Value)> = vec![
         ("general.architecture".into(), Value::Str("llama".into())),
         ("general.name".into(), Value::Str(name)),
@@ -69,9 +69,28 @@ fn model_meta(dir: &Path, cfg: &ModelConfig, t: FileType) -> Vec<(String, Value)
     kv
 }
 
-/// Writes the text model of `dir` (a Llama / SmolLM2 safetensors directory) to `out` as GGUF
-/// file type `t`; `progress` gets the fraction of tensors written. The file appears only when
-/// complete (written beside it, then renamed).
+/// The first of `prefixes` under which `store` holds `prefix + suffix`.
+fn first_present<'a>(store: &WeightStore, prefixes: &[&'a str], suffix: &str) -> Option<&'a str> {
+    prefixes
+        .iter()
+        .copied()
+        .find(|p| store.contains(&format!("{p}{suffix}")))
+}
+
+/// Where `mmproj` goes for a text model written to `out`: beside it, named as llama.cpp's
+/// SmolVLM files are (`mmproj-<text file name>`).
+pub(crate) fn mmproj_path(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model.gguf".into());
+    out.with_file_name(format!("mmproj-{name}"))
+}
+
+/// Writes the text model of `dir` (a Llama / SmolLM2 safetensors directory, or a SmolVLM's
+/// decoder) to `out` as GGUF file type `t`, and a SmolVLM's vision tower and connector to the
+/// `mmproj` file beside it ([`ExportSummary::mmproj`]); `progress` gets the fraction of tensors
+/// written. The files appear only when complete (written beside them, then renamed).
 pub fn export(
     dir: &Path,
     out: &Path,
@@ -79,45 +98,107 @@ pub fn export(
     progress: &mut dyn FnMut(f32),
 ) -> Result<ExportSummary> {
     let cfg = load_model_config(dir)?;
-    if cfg.architecture != Architecture::TextOnly {
-        return Err(Error::model(format!(
-            "{}: a vision-language model ({}); only Llama / SmolLM2 text models can be written \
-             as GGUF for now (llama.cpp keeps the vision tower in a separate mmproj file)",
-            dir.display(),
-            cfg.model_type
-        )));
-    }
-    let mut kv = model_meta(dir, &cfg, t);
+    let name = dir
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "model".into());
+    let mut kv = model_meta(&name, &cfg, t);
     tokenizer_meta::tokenizer_meta(dir, &cfg, &mut kv)?;
-    let planned = plan::plan(&cfg, t);
-
+    let mut planned = plan::plan(&cfg, t);
     let store = WeightStore::open(dir)?;
-    let alignment = 32;
-    let entries: Vec<TensorEntry> = planned.iter().map(|p| p.entry.clone()).collect();
-    let head = header(&kv, &entries, alignment);
-    let tmp = out.with_extension("gguf.partial");
-    let written = write_file(&tmp, &head, alignment, &planned, &store, progress);
-    let bytes = match written {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
+    let mut files = vec![(out.to_path_buf(), kv, Vec::new())];
+    if let Some(vc) = &cfg.vision {
+        let missing = |what: &str| {
+            Error::model(format!(
+                "{}: no {what} tensors (looked in {})",
+                dir.display(),
+                store.file_names()
+            ))
+        };
+        let text = first_present(
+            &store,
+            &["model.text_model", "model.text_model.model", "text_model"],
+            ".embed_tokens.weight",
+        )
+        .ok_or_else(|| missing("decoder"))?;
+        let head = first_present(
+            &store,
+            &["", "model.text_model.", "text_model."],
+            "lm_head.weight",
+        )
+        .unwrap_or("");
+        for p in &mut planned {
+            p.hf = match p.hf.strip_prefix("model.") {
+                Some(rest) => format!("{text}.{rest}"),
+                None => format!("{head}{}", p.hf),
+            };
         }
-    };
-    std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+        let vision = first_present(
+            &store,
+            &["model.vision_model", "vision_model"],
+            ".post_layernorm.weight",
+        )
+        .ok_or_else(|| missing("vision tower"))?;
+        let connector = first_present(
+            &store,
+            &["model.connector", "connector"],
+            ".modality_projection.proj.weight",
+        )
+        .ok_or_else(|| missing("connector"))?;
+        let processor = load_image_processor_config(dir, vc)?;
+        files.push((
+            mmproj_path(out),
+            mmproj::meta(&name, &cfg, vc, &processor, t),
+            mmproj::plan(&cfg, vc, vision, connector, t),
+        ));
+    }
+    files[0].2 = planned;
+    let total: usize = files.iter().map(|f| f.2.len()).sum();
+    let mut done = 0usize;
+    let mut summaries: Vec<ExportSummary> = Vec::new();
+    for (path, kv, planned) in &files {
+        let alignment = 32;
+        let entries: Vec<TensorEntry> = planned.iter().map(|p| p.entry.clone()).collect();
+        let head = header(kv, &entries, alignment);
+        let tmp = path.with_extension("gguf.partial");
+        let mut step = |f: f32| progress((done as f32 + f * planned.len() as f32) / total as f32);
+        match write_file(&tmp, &head, alignment, planned, &store, &mut step) {
+            Ok(bytes) => summaries.push(summary(path, planned, bytes)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                for (p, _, _) in &files[..summaries.len()] {
+                    let _ = std::fs::remove_file(p.with_extension("gguf.partial"));
+                }
+                return Err(e);
+            }
+        }
+        done += planned.len();
+    }
+    for (path, _, _) in &files {
+        let tmp = path.with_extension("gguf.partial");
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    }
+    let mut text = summaries.remove(0);
+    text.mmproj = summaries.pop().map(Box::new);
+    Ok(text)
+}
+
+fn summary(path: &Path, planned: &[Planned], bytes: u64) -> ExportSummary {
     let mut types: Vec<(String, usize)> = Vec::new();
-    for p in &planned {
+    for p in planned {
         match types.iter_mut().find(|(n, _)| *n == p.stored.name()) {
             Some((_, c)) => *c += 1,
             None => types.push((p.stored.name(), 1)),
         }
     }
-    Ok(ExportSummary {
-        path: out.to_path_buf(),
+    ExportSummary {
+        path: path.to_path_buf(),
         tensors: planned.len(),
         bytes,
         types,
-    })
+        mmproj: None,
+    }
 }
 
 /// The header, then each tensor read, reordered, encoded and padded in turn.

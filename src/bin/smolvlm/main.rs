@@ -300,12 +300,15 @@ fn run(a: Args) -> Result<(), String> {
 }
 
 const QUANTIZE_USAGE: &str = "\
-smolvlm quantize — write a Llama / SmolLM2 safetensors directory as a GGUF text model
+smolvlm quantize — write a safetensors model directory as GGUF, as llama.cpp keeps it: a Llama /
+SmolLM2 as a GGUF text model; a SmolVLM as its decoder's text GGUF plus an mmproj GGUF beside it
+(mmproj-<file>: the vision tower and connector, f16 beside a quantized decoder, for this
+library's -d <dir> and llama-mtmd-cli's --mmproj)
 
 Usage: smolvlm quantize -d <model_dir> -o <file.gguf> --type <type>
 
   -d <dir>      Model directory (config.json, *.safetensors, tokenizer.json, ...)
-  -o <file>     GGUF file to write (replaced when complete)
+  -o <file>     GGUF file to write (replaced when complete; a SmolVLM's mmproj goes beside it)
   --type <t>    f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k (= q4_k_s), q5_k (= q5_k_s),
                 q6_k, q4_k_m or q5_k_m: llama.cpp's file types, each tensor in the type
                 llama-quantize gives it (ggml's reference quantizer; no importance matrix)
@@ -368,15 +371,18 @@ fn quantize_command(argv: &[String]) -> ExitCode {
     ) {
         Ok(s) => {
             if !silent {
-                let types: Vec<String> = s.types.iter().map(|(n, c)| format!("{c} {n}")).collect();
-                eprintln!(
-                    "\rquantize: wrote {} ({} tensors: {}; {:.1} MiB) in {:.1} s",
-                    s.path.display(),
-                    s.tensors,
-                    types.join(", "),
-                    s.bytes as f64 / (1 << 20) as f64,
-                    t0.elapsed().as_secs_f64()
-                );
+                let secs = t0.elapsed().as_secs_f64();
+                for f in std::iter::once(&s).chain(s.mmproj.as_deref()) {
+                    let types: Vec<String> =
+                        f.types.iter().map(|(n, c)| format!("{c} {n}")).collect();
+                    eprintln!(
+                        "\rquantize: wrote {} ({} tensors: {}; {:.1} MiB) in {secs:.1} s",
+                        f.path.display(),
+                        f.tensors,
+                        types.join(", "),
+                        f.bytes as f64 / (1 << 20) as f64,
+                    );
+                }
             }
             ExitCode::SUCCESS
         }
