@@ -164,7 +164,8 @@ fn errors_exit_non_zero_with_a_message() {
 }
 
 /// `smolvlm quantize`: its usage errors exit 2 with the usage, what cannot be written exits 1
-/// naming the problem and leaves no file (what it writes is tested in tests/gguf_export.rs).
+/// naming the problem and leaves no file, a SmolVLM gets its mmproj file beside the text file
+/// (what it writes is tested in tests/gguf_export.rs).
 #[test]
 fn quantize_subcommand_writes_gguf_or_says_why_not() {
     let (code, _, err) = smolvlm(&["quantize", "-d", "x", "-o", "y.gguf", "--type", "q3_k"]);
@@ -177,8 +178,23 @@ fn quantize_subcommand_writes_gguf_or_says_why_not() {
     assert!(code == 2 && err.contains("required"), "{err}");
     let out = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-quantize.gguf");
     let out_s = out.to_str().unwrap();
+    let (code, _, err) = smolvlm(&[
+        "quantize",
+        "-d",
+        "absent-dir",
+        "-o",
+        out_s,
+        "--type",
+        "q8_0",
+    ]);
+    assert!(code == 1 && err.contains("absent-dir"), "{err}");
+    assert!(!out.exists());
+    // A SmolVLM: the text file and its mmproj beside it, both reported.
     let vision = path("models/tiny-256m");
     let (code, _, err) = smolvlm(&["quantize", "-d", &vision, "-o", out_s, "--type", "q8_0"]);
-    assert!(code == 1 && err.contains("mmproj"), "{err}");
-    assert!(!out.exists());
+    let mmproj = out.with_file_name("mmproj-cli-quantize.gguf");
+    assert!(code == 0 && err.contains(mmproj.to_str().unwrap()), "{err}");
+    assert!(out.exists() && mmproj.exists());
+    std::fs::remove_file(&out).unwrap();
+    std::fs::remove_file(&mmproj).unwrap();
 }
