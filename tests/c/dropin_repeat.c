@@ -4,13 +4,17 @@
  * accesses and no growth):
  *   dropin_repeat <model_dir> <image> [runs]
  * Each run must return text, the pieces streamed to the token callback must concatenate to
- * exactly that text, and every run must give the first run's text. From 40 runs on, the
- * resident memory after the last run must be within 5 % of that after run 20 (pass --no-rss
- * where a tool's own memory counts, as under valgrind). Run 20, not run 1: glibc keeps memory
- * freed by the first cycles (per-thread arenas of the contexts' worker threads, cached thread
- * stacks), a one-time step of 15-25 MB here over the first 2-15 cycles, flat afterwards
- * (53.7-54.5 MB from run 10 to run 200 in one measurement); valgrind shows the same bytes in use
- * at exit after 1 run as after 100.
+ * exactly that text, and every run must give the first run's text. From 40 runs on, resident
+ * memory must not keep growing (pass --no-rss where a tool's own memory counts, as under
+ * valgrind). Each point is the lowest RSS of the 5 runs ending at run 20, at the midpoint between
+ * run 20 and the last, and at the last run. It fails when both halves grow by more than 2.5 % of
+ * the run-20 point (a steady leak: about 33 KiB per cycle here), or the whole span by more than
+ * 12 %. Why not one bound from run 20: glibc keeps memory freed by the first cycles (per-thread
+ * arenas of the contexts' worker threads, cached thread stacks), a one-time step of 15-25 MB over
+ * the first 2-15 cycles, and on a busy machine a later one-time step of ~3 MB has been seen
+ * (52.0 -> 55.1 MB, once in four runs), which a steady leak does not look like. valgrind shows the
+ * same bytes in use at exit after 1 run as after 100. --leak-kib N keeps N KiB per cycle on
+ * purpose, so that scripts/c-tests.sh can show the check fails on a leak.
  * Exits 1 otherwise.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -45,11 +49,32 @@ static long resident_kib(void) {
     return resident * 4;
 }
 
+/* The lowest resident size of the 5 runs ending at run `upto` (1-based): a floor, so that one
+ * run's transient peak does not count as growth. */
+static long floor_kib(const long *rss, int upto) {
+    long low = rss[upto - 1];
+    for (int i = upto - 5; i < upto; i++)
+        if (i >= 0 && rss[i] < low) low = rss[i];
+    return low;
+}
+
 int main(int argc, char **argv) {
-    if (argc < 3) { fprintf(stderr, "usage: %s <model_dir> <image> [runs] [--no-rss]\n", argv[0]); return 2; }
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s <model_dir> <image> [runs] [--no-rss] [--leak-kib N]\n", argv[0]);
+        return 2;
+    }
     int runs = argc > 3 ? atoi(argv[3]) : 3;
-    int check_rss = !(argc > 4 && strcmp(argv[4], "--no-rss") == 0);
+    int check_rss = 1;
+    long leak_kib = 0;
+    for (int a = 4; a < argc; a++) {
+        if (strcmp(argv[a], "--no-rss") == 0) check_rss = 0;
+        else if (strcmp(argv[a], "--leak-kib") == 0 && a + 1 < argc) leak_kib = atol(argv[++a]);
+        else { fprintf(stderr, "unknown option %s\n", argv[a]); return 2; }
+    }
     if (runs < 1) runs = 1;
+    long *rss = calloc((size_t)runs, sizeof *rss);
+    char **kept = calloc((size_t)runs, sizeof *kept);
+    if (!rss || !kept) { fprintf(stderr, "out of memory\n"); return 1; }
 #ifdef __GLIBC__
     /* As in test_cycles.c: large blocks get their own mappings and free memory at the top of the
      * heap is returned, so RSS follows what is in use rather than what glibc keeps. */
@@ -58,7 +83,6 @@ int main(int argc, char **argv) {
 #endif
     char *first = NULL;
     int failed = 0;
-    long rss_first = 0, rss_warm = 0, rss_last = 0;
     for (int i = 0; i < runs && !failed; i++) {
         collected c = {0, NULL, 0, 0};
         smolvlm_ctx_t *ctx = smolvlm_load(argv[1]);
@@ -81,19 +105,32 @@ int main(int argc, char **argv) {
         smolvlm_free(ctx);
         if (!first) first = text;
         else free(text);
-        rss_last = resident_kib();
-        if (i == 0) rss_first = rss_last;
-        if (i == 19) rss_warm = rss_last;
+        if (leak_kib > 0 && (kept[i] = malloc((size_t)leak_kib * 1024))) memset(kept[i], 1, (size_t)leak_kib * 1024);
+        rss[i] = resident_kib();
     }
     free(first);
-    if (!failed && check_rss && runs >= 40 && rss_warm > 0 && rss_last > rss_warm * 105 / 100) {
-        fprintf(stderr, "resident memory grew from %ld KiB after run 20 to %ld KiB after run %d (> 5 %%)\n",
-                rss_warm, rss_last, runs);
-        failed = 1;
+    long warm = 0, mid = 0, last = 0;
+    if (!failed && runs >= 40) {
+        warm = floor_kib(rss, 20);
+        mid = floor_kib(rss, (20 + runs) / 2);
+        last = floor_kib(rss, runs);
+    }
+    if (check_rss && warm > 0) {
+        int steady = mid - warm > warm / 40 && last - mid > warm / 40;
+        if (steady || last - warm > warm * 12 / 100) {
+            fprintf(stderr, "resident memory grew: %ld KiB at run 20, %ld at run %d, %ld at run %d (%s)\n", warm,
+                    mid, (20 + runs) / 2, last, runs, steady ? "> 2.5 % in both halves" : "> 12 % in all");
+            failed = 1;
+        }
     }
     if (failed) printf("dropin_repeat: FAILED\n");
+    else if (warm > 0)
+        printf("dropin_repeat: %d runs, same text, pieces = text; RSS %ld KiB after run 1, lowest of 5 runs: %ld at "
+               "run 20, %ld at run %d, %ld at run %d\n", runs, rss[0], warm, mid, (20 + runs) / 2, last, runs);
     else
-        printf("dropin_repeat: %d runs, same text, pieces = text; RSS %ld KiB after run 1, %ld after run 20, "
-               "%ld after run %d\n", runs, rss_first, rss_warm, rss_last, runs);
+        printf("dropin_repeat: %d runs, same text, pieces = text\n", runs);
+    for (int i = 0; i < runs; i++) free(kept[i]);
+    free(kept);
+    free(rss);
     return failed;
 }
