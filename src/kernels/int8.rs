@@ -44,7 +44,8 @@ pub(crate) fn offset(t: QuantType) -> i32 {
 
 /// Activation rows quantized for products with one format: per row of k, the codes q, and per
 /// lane of four elements the block's scale (`dl`), Σ q (`sum4`), −o·Σ q (`base`) and dx·Σ q
-/// (`minx`), and per 32 elements dx·Σ q (`minb`, for the GEMM path's minimum terms).
+/// (`minx`), and per 32 elements dx·Σ q (`minb`) and Σ q (`sum32`), for the GEMM paths'
+/// minimum terms.
 pub(crate) struct Acts<'a> {
     pub k: usize,
     pub q: &'a [i8],
@@ -53,6 +54,7 @@ pub(crate) struct Acts<'a> {
     pub base: &'a [i32],
     pub minx: &'a [f32],
     pub minb: &'a [f32],
+    pub sum32: &'a [i16],
 }
 
 impl<'a> Acts<'a> {
@@ -69,13 +71,15 @@ impl<'a> Acts<'a> {
         let blk = act_block(t);
         assert!(k.is_multiple_of(blk) && x.len() == m * k);
         let lanes = m * k / 4;
-        let all = scratch::take_u32(buf, 5 * lanes + m * k / QA);
+        let all = scratch::take_u32(buf, 5 * lanes + m * k / QA + (m * k / QA).div_ceil(2));
         let (q, rest) = all.split_at_mut(lanes);
         let (dl, rest) = rest.split_at_mut(lanes);
         let (sum4, rest) = rest.split_at_mut(lanes);
         let (base, rest) = rest.split_at_mut(lanes);
-        let (minx, minb) = rest.split_at_mut(lanes);
+        let (minx, rest) = rest.split_at_mut(lanes);
+        let (minb, sum32) = rest.split_at_mut(m * k / QA);
         let minb: &mut [f32] = bytemuck::cast_slice_mut(minb);
+        let sum32 = &mut bytemuck::cast_slice_mut::<u32, i16>(sum32)[..m * k / QA];
         let q: &mut [i8] = bytemuck::cast_slice_mut(q);
         let dl: &mut [f32] = bytemuck::cast_slice_mut(dl);
         let sum4: &mut [i32] = bytemuck::cast_slice_mut(sum4);
@@ -93,9 +97,11 @@ impl<'a> Acts<'a> {
             *b = -o * s;
             *mx = d * s as f32;
         }
-        for (b, mb) in minb.iter_mut().enumerate() {
+        for (b, (mb, s32)) in minb.iter_mut().zip(sum32.iter_mut()).enumerate() {
             let sum: i32 = q[b * QA..(b + 1) * QA].iter().map(|&v| v as i32).sum();
             *mb = dl[b * QA / 4] * sum as f32;
+            // |Σ q| ≤ 32·127 fits.
+            *s32 = sum as i16;
         }
         Acts {
             k,
@@ -105,6 +111,7 @@ impl<'a> Acts<'a> {
             base,
             minx,
             minb,
+            sum32,
         }
     }
 
@@ -250,12 +257,17 @@ pub(crate) fn linear(
                     .for_each(|(ci, tc)| {
                         let rows_here = tc.len() / m;
                         #[cfg(target_arch = "x86_64")]
-                        if let (Kernel::Vnni(v), true) = (kernel, m > 4 && t.block_elems() == 32) {
+                        if let (Kernel::Vnni(v), true) = (kernel, m > 4) {
                             let wc =
                                 &w[ci * CHUNK * row_bytes..(ci * CHUNK + rows_here) * row_bytes];
                             let ra = rows_act.clone();
-                            return scratch
-                                .with(|slot| v.panel(&acts, t, wc, rows_here, ra, slot, tc));
+                            return scratch.with(|slot| {
+                                if t.block_elems() == 32 {
+                                    v.panel(&acts, t, wc, rows_here, ra, slot, tc)
+                                } else {
+                                    v.panel_k(&acts, t, wc, rows_here, ra, slot, tc)
+                                }
+                            });
                         }
                         for g in (0..rows_here).step_by(4) {
                             let j = ci * CHUNK + g;

@@ -278,3 +278,61 @@ fn fused_one_row_int8_products_equal_separate_ones() {
         }
     }
 }
+
+/// Development aid, not a claim (figures come from scripts/bench.sh): int8-mode GOP/s of the
+/// 1.8B decoder's prefill shapes per format on SMOLVLM_RATE_THREADS threads (default 2):
+/// `SMOLVLM_RATE_Q=q4_k cargo test --release --features rate --lib int8_rate -- --nocapture`.
+#[cfg(feature = "rate")]
+#[test]
+fn int8_rate() {
+    let threads = std::env::var("SMOLVLM_RATE_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let only = std::env::var("SMOLVLM_RATE_Q").ok();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let scratch = Scratch::new(threads);
+        for q in [QuantType::Q8_0, QuantType::Q4_K, QuantType::Q6_K] {
+            if only
+                .as_deref()
+                .is_some_and(|o| !o.eq_ignore_ascii_case(q.name()))
+            {
+                continue;
+            }
+            for (m, n, k) in [
+                (100usize, 2048usize, 2048usize),
+                (100, 8192, 2048),
+                (100, 2048, 8192),
+            ] {
+                let (t, _) = quantized(n, k, q, 0.3);
+                let View::Quant(_, bytes) = t.view() else {
+                    unreachable!()
+                };
+                let x = activations(m * k);
+                let mut out = vec![0.0f32; m * n];
+                // The portable oracle only where it is the sole kernel.
+                let mut ks = kernels();
+                if ks.len() > 1 {
+                    ks.remove(0);
+                }
+                for kernel in ks {
+                    int8::linear(&scratch, &x, m, k, q, bytes, n, &mut out, kernel);
+                    let reps = (2e10 / (2.0 * (m * n * k) as f64)).ceil() as usize;
+                    let t0 = std::time::Instant::now();
+                    for _ in 0..reps {
+                        int8::linear(&scratch, &x, m, k, q, bytes, n, &mut out, kernel);
+                    }
+                    let s = t0.elapsed().as_secs_f64() / reps as f64;
+                    eprintln!(
+                        "{q:?} {m}x{n}x{k} {kernel:?}: {:.1} GOP/s",
+                        2.0 * (m * n * k) as f64 / s / 1e9
+                    );
+                }
+            }
+        }
+    });
+}

@@ -1,7 +1,7 @@
 //! The int8 mode's K-quant kernel: integer sub-block scales and minimums applied with
 //! `vpdpwssd` to exact `vpdpbusd` lane sums, one float product per super-block.
 
-use super::{join256, Avx512Vnni, Ptrs};
+use super::{by_rows, group_ptrs, join256, Avx512Vnni, Ptrs};
 use crate::kernels::avx512::quant::{half, FORMATS};
 use crate::kernels::avx512::PREFETCH;
 use crate::kernels::int8::Acts;
@@ -24,68 +24,91 @@ impl Avx512Vnni {
         rows: usize,
         res: &mut [f32; 16],
     ) {
-        let k = acts.k;
-        assert!((1..=4).contains(&mr) && (1..=4).contains(&rows));
-        assert!(t.block_elems() == 256 && k.is_multiple_of(256));
-        assert!(w.len() >= rows * t.bytes_for(k) && acts.q.len() >= (r0 + mr) * k);
-        let lanes = (r0 + mr) * k / 4;
-        assert!(acts.dl.len() >= lanes && acts.base.len() >= lanes && acts.sum4.len() >= lanes);
-        let a = Ptrs {
-            q: acts.q[r0 * k..].as_ptr(),
-            dl: acts.dl[r0 * k / 4..].as_ptr(),
-            base: acts.base[r0 * k / 4..].as_ptr(),
-            minx: acts.sum4[r0 * k / 4..].as_ptr() as *const f32,
-        };
-        let w = w.as_ptr();
-        macro_rules! go {
-            ($f:literal) => {
-                // SAFETY: the token proves the features; the asserts bound every read.
-                unsafe {
-                    match mr {
-                        1 => dots_k::<1, $f>(a, k, w, rows, res),
-                        2 => dots_k::<2, $f>(a, k, w, rows, res),
-                        3 => dots_k::<3, $f>(a, k, w, rows, res),
-                        _ => dots_k::<4, $f>(a, k, w, rows, res),
-                    }
-                }
-            };
-        }
-        match t {
-            QuantType::Q4_K => go!(5),
-            QuantType::Q5_K => go!(6),
-            QuantType::Q6_K => go!(7),
-            _ => unreachable!("{t:?} is not a K-quant"),
-        }
+        assert!(t.block_elems() == 256);
+        let a = group_ptrs(acts, r0, mr, t, w, rows);
+        let (k, w) = (acts.k, w.as_ptr());
+        // SAFETY: the token proves the features; group_ptrs bounds every read.
+        unsafe { by_kformat!(dots_k, t, mr, (a, k, w, rows, res)) }
     }
 }
 
-/// A super-block's codes and integer scales: per 64-element piece the codes, the sub-block
-/// scales per lane (low 16 bits, for `vpdpwssd`) and minimums per lane; d and dmin.
-struct KBlock {
-    u: [__m512i; 4],
-    sc: [__m512i; 4],
-    mn: [__m512i; 4],
-    d: f32,
-    dmin: f32,
+/// [`by_rows`] for the K-quants.
+macro_rules! by_kformat {
+    ($f:ident, $t:expr, $mr:expr, $args:tt) => {
+        match $t {
+            QuantType::Q4_K => by_rows!($f, 5, $mr, $args),
+            QuantType::Q5_K => by_rows!($f, 6, $mr, $args),
+            QuantType::Q6_K => by_rows!($f, 7, $mr, $args),
+            _ => unreachable!("{:?} is not a K-quant", $t),
+        }
+    };
+}
+pub(super) use by_kformat;
+
+/// A super-block's codes per 64-element piece, its integer scales as 16 i32 lanes (Q4_K/Q5_K:
+/// the eight sub-block scales then the eight minimums; Q6_K: the sixteen scales, masked to
+/// their low 16 bits for `vpdpwssd`), d and dmin.
+pub(super) struct KBlock {
+    pub(super) u: [__m512i; 4],
+    pub(super) scales: __m512i,
+    pub(super) d: f32,
+    pub(super) dmin: f32,
+}
+
+/// Piece i's scale per lane (16 lanes of four elements) from a super-block's scale lanes.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) fn piece_scales<const F: u8>(scales: __m512i, i: usize) -> __m512i {
+    let j = if F == 7 { 4 * i as i32 } else { 2 * i as i32 };
+    let idx = if F == 7 {
+        _mm512_set_epi32(
+            j + 3,
+            j + 3,
+            j + 3,
+            j + 3,
+            j + 2,
+            j + 2,
+            j + 2,
+            j + 2,
+            j + 1,
+            j + 1,
+            j + 1,
+            j + 1,
+            j,
+            j,
+            j,
+            j,
+        )
+    } else {
+        _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32(j), _mm512_set1_epi32(j + 1))
+    };
+    _mm512_permutexvar_epi32(idx, scales)
+}
+
+/// Piece i's minimum per lane (Q4_K/Q5_K).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn piece_mins(scales: __m512i, i: usize) -> __m512i {
+    let j = 8 + 2 * i as i32;
+    let idx = _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32(j), _mm512_set1_epi32(j + 1));
+    _mm512_permutexvar_epi32(idx, scales)
 }
 
 /// # Safety
 /// AVX-512F/BW/VL, F16C; `p` valid for one super-block of format `F` (5 Q4_K, 6 Q5_K, 7 Q6_K).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
 #[inline]
-unsafe fn k_block<const F: u8>(p: *const u8) -> KBlock {
+pub(super) unsafe fn k_block<const F: u8>(p: *const u8) -> KBlock {
     let zero = _mm512_setzero_si512();
     // SAFETY: every read lies inside the super-block at p.
     unsafe {
         if F == 7 {
             let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(192) as *const __m128i));
-            let sc = _mm512_and_si512(sc, _mm512_set1_epi32(0xFFFF));
             let nib = _mm512_set1_epi8(15);
             let three = _mm256_set1_epi8(3);
             let mut b = KBlock {
                 u: [zero; 4],
-                sc: [zero; 4],
-                mn: [zero; 4],
+                scales: _mm512_and_si512(sc, _mm512_set1_epi32(0xFFFF)),
                 d: half(p.add(208)),
                 dmin: 0.0,
             };
@@ -103,26 +126,6 @@ unsafe fn k_block<const F: u8>(p: *const u8) -> KBlock {
                 let hb = _mm256_and_si256(sh(2 * r as i32 + 2), three);
                 let hi = _mm512_slli_epi16::<4>(join256(ha, hb));
                 b.u[i] = _mm512_or_si512(_mm512_and_si512(ql, nib), hi);
-                let j = 4 * i as i32;
-                let idx = _mm512_set_epi32(
-                    j + 3,
-                    j + 3,
-                    j + 3,
-                    j + 3,
-                    j + 2,
-                    j + 2,
-                    j + 2,
-                    j + 2,
-                    j + 1,
-                    j + 1,
-                    j + 1,
-                    j + 1,
-                    j,
-                    j,
-                    j,
-                    j,
-                );
-                b.sc[i] = _mm512_permutexvar_epi32(idx, sc);
             }
             return b;
         }
@@ -133,7 +136,7 @@ unsafe fn k_block<const F: u8>(p: *const u8) -> KBlock {
         let mn_lo = a1 & 0x3F3F_3F3F;
         let sc_hi = (a2 & 0x0F0F_0F0F) | (((a0 >> 6) & 0x0303_0303) << 4);
         let mn_hi = ((a2 >> 4) & 0x0F0F_0F0F) | (((a1 >> 6) & 0x0303_0303) << 4);
-        let all = _mm512_cvtepu8_epi32(_mm_set_epi32(
+        let scales = _mm512_cvtepu8_epi32(_mm_set_epi32(
             mn_hi as i32,
             mn_lo as i32,
             sc_hi as i32,
@@ -144,8 +147,7 @@ unsafe fn k_block<const F: u8>(p: *const u8) -> KBlock {
         let nib = _mm256_set1_epi8(15);
         let mut b = KBlock {
             u: [zero; 4],
-            sc: [zero; 4],
-            mn: [zero; 4],
+            scales,
             d: half(p),
             dmin: half(p.add(2)),
         };
@@ -161,18 +163,13 @@ unsafe fn k_block<const F: u8>(p: *const u8) -> KBlock {
                 u = _mm512_mask_add_epi8(u, ml | (mh << 32), u, _mm512_set1_epi8(16));
             }
             b.u[i] = u;
-            let (c0, c1) = (2 * i as i32, 2 * i as i32 + 1);
-            let idx = _mm512_mask_blend_epi32(0xFF00, _mm512_set1_epi32(c0), _mm512_set1_epi32(c1));
-            b.sc[i] = _mm512_permutexvar_epi32(idx, all);
-            b.mn[i] = _mm512_permutexvar_epi32(_mm512_add_epi32(idx, _mm512_set1_epi32(8)), all);
         }
         b
     }
 }
 
 /// # Safety
-/// AVX-512F/BW/VL, F16C, VNNI; `a` valid for M activation rows of k (`minx` pointing at their
-/// Σq lanes), `w` for `rows` rows of k elements of format `F`.
+/// AVX-512F/BW/VL, F16C, VNNI; `a` valid for M activation rows of k, `w` for `rows` rows of k elements of format `F`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
 unsafe fn dots_k<const M: usize, const F: u8>(
     a: Ptrs,
@@ -184,7 +181,7 @@ unsafe fn dots_k<const M: usize, const F: u8>(
     let bb = FORMATS[F as usize].1;
     let row_bytes = k / 256 * bb;
     let with_min = F != 7;
-    let sum4 = a.minx as *const i32;
+    let sum4 = a.sum4;
     let mut acc = [[_mm512_setzero_ps(); M]; 4];
     // Row by row: the group's rows are contiguous, so the weights stream in address order.
     for (j, aj) in acc.iter_mut().enumerate().take(rows) {
@@ -197,6 +194,12 @@ unsafe fn dots_k<const M: usize, const F: u8>(
             let mut ia = [_mm512_setzero_si512(); M];
             let mut ib = [_mm512_setzero_si512(); M];
             for i in 0..4 {
+                let sc = piece_scales::<F>(b.scales, i);
+                let mn = if with_min {
+                    piece_mins(b.scales, i)
+                } else {
+                    sc
+                };
                 for r in 0..M {
                     let e = r * k + 256 * sb + 64 * i;
                     // SAFETY: elements e..e + 64 of activation row r and their lanes, inside
@@ -209,10 +212,10 @@ unsafe fn dots_k<const M: usize, const F: u8>(
                             _mm512_setzero_si512()
                         };
                         let s = _mm512_dpbusd_epi32(start, b.u[i], x);
-                        ia[r] = _mm512_dpwssd_epi32(ia[r], s, b.sc[i]);
+                        ia[r] = _mm512_dpwssd_epi32(ia[r], s, sc);
                         if with_min {
                             let sums = _mm512_loadu_si512(sum4.add(e / 4) as *const _);
-                            ib[r] = _mm512_dpwssd_epi32(ib[r], sums, b.mn[i]);
+                            ib[r] = _mm512_dpwssd_epi32(ib[r], sums, mn);
                         }
                     }
                 }

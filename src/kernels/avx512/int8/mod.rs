@@ -4,6 +4,7 @@
 //! by s·dx into f32 accumulators, + m·dx·Σq where the format has a minimum. The same sums as
 //! the portable `int8::dot`, in another f32 order.
 
+mod kpanel;
 mod kquant;
 mod panel;
 mod quantize;
@@ -39,42 +40,67 @@ impl Avx512Vnni {
         rows: usize,
         res: &mut [f32; 16],
     ) {
-        let k = acts.k;
-        assert!((1..=4).contains(&mr) && (1..=4).contains(&rows));
-        assert!(k.is_multiple_of(t.block_elems()) && w.len() >= rows * t.bytes_for(k));
-        assert!(acts.q.len() >= (r0 + mr) * k);
-        let lanes = (r0 + mr) * k / 4;
-        assert!(acts.dl.len() >= lanes && acts.base.len() >= lanes && acts.minx.len() >= lanes);
-        let a = Ptrs {
-            q: acts.q[r0 * k..].as_ptr(),
-            dl: acts.dl[r0 * k / 4..].as_ptr(),
-            base: acts.base[r0 * k / 4..].as_ptr(),
-            minx: acts.minx[r0 * k / 4..].as_ptr(),
-        };
-        let w = w.as_ptr();
-        macro_rules! go {
-            ($f:literal) => {
-                // SAFETY: the token proves the features; the asserts bound every read.
-                unsafe {
-                    match mr {
-                        1 => dots::<1, $f>(a, k, w, rows, res),
-                        2 => dots::<2, $f>(a, k, w, rows, res),
-                        3 => dots::<3, $f>(a, k, w, rows, res),
-                        _ => dots::<4, $f>(a, k, w, rows, res),
-                    }
-                }
-            };
+        let a = group_ptrs(acts, r0, mr, t, w, rows);
+        let (k, w) = (acts.k, w.as_ptr());
+        // SAFETY: the token proves the features; group_ptrs bounds every read.
+        unsafe { by_format!(dots, t, mr, (a, k, w, rows, res)) }
+    }
+}
+
+/// Calls `$f::<M, F>(args)` with M = `$mr` (1..=4, the activation rows) and format number F.
+macro_rules! by_rows {
+    ($f:ident, $F:literal, $mr:expr, ($($arg:expr),*)) => {
+        match $mr {
+            1 => $f::<1, $F>($($arg),*),
+            2 => $f::<2, $F>($($arg),*),
+            3 => $f::<3, $F>($($arg),*),
+            _ => $f::<4, $F>($($arg),*),
         }
-        match t {
-            QuantType::Q8_0 => go!(0),
-            QuantType::Q4_0 => go!(1),
-            QuantType::Q4_1 => go!(2),
-            QuantType::Q5_0 => go!(3),
-            QuantType::Q5_1 => go!(4),
-            QuantType::Q4_K => go!(5),
-            QuantType::Q5_K => go!(6),
-            QuantType::Q6_K => go!(7),
+    };
+}
+pub(super) use by_rows;
+
+/// [`by_rows`] with F the number of format `$t` in `FORMATS`.
+macro_rules! by_format {
+    ($f:ident, $t:expr, $mr:expr, $args:tt) => {
+        match $t {
+            QuantType::Q8_0 => by_rows!($f, 0, $mr, $args),
+            QuantType::Q4_0 => by_rows!($f, 1, $mr, $args),
+            QuantType::Q4_1 => by_rows!($f, 2, $mr, $args),
+            QuantType::Q5_0 => by_rows!($f, 3, $mr, $args),
+            QuantType::Q5_1 => by_rows!($f, 4, $mr, $args),
+            QuantType::Q4_K => by_rows!($f, 5, $mr, $args),
+            QuantType::Q5_K => by_rows!($f, 6, $mr, $args),
+            QuantType::Q6_K => by_rows!($f, 7, $mr, $args),
         }
+    };
+}
+use by_format;
+
+/// Checks that `rows` (1..=4) rows of `w` in format `t` and the activation rows r0..r0 + mr
+/// (mr in 1..=4) of `acts`, with all their lanes, are there; the pointers at row r0.
+pub(super) fn group_ptrs(
+    acts: &Acts,
+    r0: usize,
+    mr: usize,
+    t: QuantType,
+    w: &[u8],
+    rows: usize,
+) -> Ptrs {
+    let k = acts.k;
+    assert!((1..=4).contains(&mr) && (1..=4).contains(&rows));
+    assert!(k.is_multiple_of(t.block_elems()) && w.len() >= rows * t.bytes_for(k));
+    assert!(acts.q.len() >= (r0 + mr) * k);
+    let lanes = (r0 + mr) * k / 4;
+    assert!(acts.dl.len() >= lanes && acts.base.len() >= lanes);
+    assert!(acts.minx.len() >= lanes && acts.sum4.len() >= lanes);
+    let at = r0 * k / 4;
+    Ptrs {
+        q: acts.q[r0 * k..].as_ptr(),
+        dl: acts.dl[at..].as_ptr(),
+        base: acts.base[at..].as_ptr(),
+        minx: acts.minx[at..].as_ptr(),
+        sum4: acts.sum4[at..].as_ptr(),
     }
 }
 
@@ -85,6 +111,7 @@ pub(super) struct Ptrs {
     pub(super) dl: *const f32,
     pub(super) base: *const i32,
     pub(super) minx: *const f32,
+    pub(super) sum4: *const i32,
 }
 
 /// One 64-element piece of a weight row: codes, per-lane scale s, per-lane minimum m.

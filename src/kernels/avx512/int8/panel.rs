@@ -28,7 +28,12 @@ impl Avx512Vnni {
         let m = acts.q.len() / k;
         let (pieces, blocks) = (k.div_ceil(64), k / 32);
         let padded = blocks.next_multiple_of(16);
-        assert!(rows <= 16 && out.len() == rows * m && w.len() >= rows * t.bytes_for(k));
+        assert!(
+            t.block_elems() == 32
+                && rows <= 16
+                && out.len() == rows * m
+                && w.len() >= rows * t.bytes_for(k)
+        );
         assert!(acts.dl.len() >= m * k / 4 && acts.base.len() >= m * k / 4);
         assert!(acts.minb.len() >= m * blocks && act_rows.end <= m);
         let u = scratch::take_u32(&mut slot.packed, rows * pieces * 16);
@@ -49,14 +54,9 @@ impl Avx512Vnni {
             QuantType::Q4_1 => unpack!(2),
             QuantType::Q5_0 => unpack!(3),
             QuantType::Q5_1 => unpack!(4),
-            QuantType::Q4_K => unpack!(5),
-            QuantType::Q5_K => unpack!(6),
-            QuantType::Q6_K => unpack!(7),
+            _ => unreachable!("{t:?} takes the K-quant panel"),
         }
-        let with_min = matches!(
-            t,
-            QuantType::Q4_1 | QuantType::Q5_1 | QuantType::Q4_K | QuantType::Q5_K
-        );
+        let with_min = matches!(t, QuantType::Q4_1 | QuantType::Q5_1);
         let (u, s, mins) = (u.as_ptr() as *const u8, s.as_ptr(), mins.as_ptr());
         for g in (0..rows).step_by(4) {
             let wr = 4.min(rows - g);
@@ -75,6 +75,7 @@ impl Avx512Vnni {
                     dl: acts.dl[r0 * k / 4..].as_ptr(),
                     base: acts.base[r0 * k / 4..].as_ptr(),
                     minx: acts.minb[r0 * blocks..].as_ptr(),
+                    sum4: acts.sum4[r0 * k / 4..].as_ptr(),
                 };
                 let mut res = [0.0f32; 16];
                 // SAFETY: the token proves the features; rows g.. of the unpacked buffers and
