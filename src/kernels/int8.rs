@@ -9,10 +9,13 @@
 //! Σ w·x = dx·(Σ_halves s·(Σ u·q − o·Σ q) + m·Σ q), the integer sums exact. The portable code
 //! here is the oracle of the SIMD variants.
 
+pub(crate) mod groups;
+
 use super::scratch;
 use super::Scratch;
 use crate::weights::kquant::{k4_factors, q6_factors};
 use crate::weights::quant::{half_at, scale_min, QuantType};
+use groups::Groups;
 use rayon::prelude::*;
 
 /// Output features per task.
@@ -249,7 +252,10 @@ pub(crate) fn linear(
         // Blocks of activation rows small enough to stay in L2 while every weight chunk passes
         // over them (about three bytes per element: codes and lane terms).
         let block = (ACT_BLOCK_BYTES / (3 * k)).clamp(4, 256) / 4 * 4;
-        let fill = |tt: &mut [f32]| {
+        let fill = |tt: &mut [f32], groups: Option<&Groups>| {
+            // The K-quant path reads its regrouped rows from L2 span by span: one pass over
+            // the weights.
+            let block = if groups.is_some() { m } else { block };
             for rb in (0..m).step_by(block) {
                 let rows_act = rb..m.min(rb + block);
                 tt.par_chunks_mut(CHUNK * m)
@@ -261,12 +267,9 @@ pub(crate) fn linear(
                             let wc =
                                 &w[ci * CHUNK * row_bytes..(ci * CHUNK + rows_here) * row_bytes];
                             let ra = rows_act.clone();
-                            return scratch.with(|slot| {
-                                if t.block_elems() == 32 {
-                                    v.panel(&acts, t, wc, rows_here, ra, slot, tc)
-                                } else {
-                                    v.panel_k(&acts, t, wc, rows_here, ra, slot, tc)
-                                }
+                            return scratch.with(|slot| match groups {
+                                Some(g) => v.panel_k(g, t, wc, rows_here, ra, slot, tc),
+                                None => v.panel(&acts, t, wc, rows_here, ra, slot, tc),
                             });
                         }
                         for g in (0..rows_here).step_by(4) {
@@ -287,11 +290,16 @@ pub(crate) fn linear(
             }
         };
         if m == 1 {
-            return fill(out);
+            return fill(out, None);
         }
+        let k_panel = kernel.is_simd() && m > 4 && t.block_elems() == 256;
         scratch.with_shared(|tb| {
             let tt: &mut [f32] = bytemuck::cast_slice_mut(scratch::take_u32(tb, n * m));
-            fill(tt);
+            if k_panel {
+                scratch.with_third(|gb| fill(tt, Some(&Groups::new(gb, &acts, t))));
+            } else {
+                fill(tt, None);
+            }
             for i in 0..m {
                 for j in 0..n {
                     out[i * n + j] = tt[j * m + i];
@@ -378,6 +386,10 @@ impl Kernel {
         }
         let _ = isa;
         Kernel::Portable
+    }
+
+    fn is_simd(self) -> bool {
+        !matches!(self, Kernel::Portable)
     }
 
     /// One row's activation blocks (see [`quantize_row`]).

@@ -21,7 +21,7 @@ pub(crate) struct Slot {
 #[derive(Default)]
 pub(crate) struct Scratch {
     slots: Vec<Mutex<Slot>>,
-    shared: [Mutex<Vec<u32>>; 2],
+    shared: [Mutex<Vec<u32>>; 3],
 }
 
 impl Scratch {
@@ -51,6 +51,11 @@ impl Scratch {
     /// Runs `f` with the first shared buffer (a fresh one if it is taken).
     pub(crate) fn with_shared<R>(&self, f: impl FnOnce(&mut Vec<u32>) -> R) -> R {
         Self::hold(&self.shared[0], f)
+    }
+
+    /// Runs `f` with the third shared buffer (a fresh one if it is taken).
+    pub(crate) fn with_third<R>(&self, f: impl FnOnce(&mut Vec<u32>) -> R) -> R {
+        Self::hold(&self.shared[2], f)
     }
 
     /// Runs `f` with the second shared buffer (a fresh one if it is taken).

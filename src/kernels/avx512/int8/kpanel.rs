@@ -6,7 +6,7 @@
 use super::kquant::{by_kformat, k_block, piece_scales};
 use super::{by_rows, Avx512Vnni};
 use crate::kernels::avx512::quant::FORMATS;
-use crate::kernels::int8::{Acts, QA};
+use crate::kernels::int8::groups::{Groups, GROUP_F32};
 use crate::kernels::scratch::{self, Slot};
 use crate::weights::quant::QuantType;
 use std::arch::x86_64::*;
@@ -17,17 +17,14 @@ const SB_WORDS: usize = 64 + 16 + 16;
 /// Super-blocks per pass of the 16 weight rows over a group: the group's codes (and Q6_K's
 /// lanes) for them, 8-16 KB, stay in L1 while every row passes.
 const SPAN: usize = 8;
-/// f32 per super-block of a group's activation terms: the four rows' scales, then each of
-/// them four times (the lanes of the minimum term).
-const GROUP_F32: usize = 4 + 16;
 
 impl Avx512Vnni {
     /// out[j·m + r] = w_j · x_r for the `rows` (≤ 16) K-quant weight rows of `w` against the
-    /// rows `act_rows` of the m rows of `acts`.
+    /// rows `act_rows` (starting at a multiple of four) of the m rows of `acts`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn panel_k(
         self,
-        acts: &Acts,
+        acts: &Groups,
         t: QuantType,
         w: &[u8],
         rows: usize,
@@ -35,13 +32,15 @@ impl Avx512Vnni {
         slot: &mut Slot,
         out: &mut [f32],
     ) {
-        let k = acts.k;
-        let m = acts.q.len() / k;
+        let (k, m) = (acts.k, acts.m);
         let sbs = k / 256;
-        assert!(t.block_elems() == 256 && k.is_multiple_of(256));
+        let six = t == QuantType::Q6_K;
+        assert!(t.block_elems() == 256 && k.is_multiple_of(256) && acts.q.len() == m * k);
         assert!(rows <= 16 && out.len() == rows * m && w.len() >= rows * t.bytes_for(k));
-        assert!(act_rows.end <= m && acts.dl.len() >= m * k / 4 && acts.base.len() >= m * k / 4);
-        assert!(acts.sum32.len() >= m * k / QA);
+        assert!(act_rows.start.is_multiple_of(4) && act_rows.end <= m);
+        assert!(!six || acts.base.len() == m * k / 4);
+        let cells = m.div_ceil(4) * sbs;
+        assert!(acts.terms.len() >= cells * GROUP_F32 && acts.sums.len() >= cells * 32);
         let words = scratch::take_u32(&mut slot.packed, rows * sbs * SB_WORDS);
         let dd = scratch::take(&mut slot.a, rows * sbs * 2);
         let (wp, ddp) = (words.as_mut_ptr(), dd.as_mut_ptr());
@@ -54,42 +53,28 @@ impl Avx512Vnni {
                 _ => unpack_k::<7>(w.as_ptr(), rows, k, wp, ddp),
             }
         }
-        let grp = scratch::take(&mut slot.b, sbs * GROUP_F32);
-        let bs = scratch::take_u32(&mut slot.b32, sbs * 16);
-        let bs: &mut [i16] = bytemuck::cast_slice_mut(bs);
         for r0 in act_rows.clone().step_by(4) {
             let mr = 4.min(act_rows.end - r0);
-            for sb in 0..sbs {
-                let g = &mut grp[sb * GROUP_F32..(sb + 1) * GROUP_F32];
-                let b = &mut bs[sb * 32..(sb + 1) * 32];
-                for r in 0..4 {
-                    let e = (r0 + r) * k + 256 * sb;
-                    let dx = if r < mr { acts.dl[e / 4] } else { 0.0 };
-                    g[r] = dx;
-                    g[4 + 4 * r..8 + 4 * r].fill(dx);
-                    let sums = &mut b[8 * r..8 * r + 8];
-                    if r < mr {
-                        sums.copy_from_slice(&acts.sum32[e / QA..e / QA + 8]);
-                    } else {
-                        sums.fill(0);
-                    }
-                }
-            }
+            let cell = r0 / 4 * sbs;
             let mut sums = [[0.0f32; 4]; 16];
             for s0 in (0..sbs).step_by(SPAN) {
                 let g = Group {
                     q: acts.q[r0 * k..].as_ptr(),
-                    base: acts.base[r0 * k / 4..].as_ptr(),
-                    k,
+                    base: if six {
+                        acts.base[r0 * k / 4..].as_ptr()
+                    } else {
+                        std::ptr::null()
+                    },
                     sbs: s0..sbs.min(s0 + SPAN),
-                    grp: grp.as_ptr(),
-                    bs: bs.as_ptr(),
+                    terms: acts.terms[cell * GROUP_F32..].as_ptr(),
+                    sums: acts.sums[cell * 32..].as_ptr(),
                 };
                 for (j, sj) in sums.iter_mut().enumerate().take(rows) {
                     let at = j * sbs;
                     let wj = (words[at * SB_WORDS..].as_ptr(), dd[2 * at..].as_ptr());
                     // SAFETY: the token proves the features; row j's super-blocks lie in the
-                    // buffers, and activation rows r0..r0 + mr (their codes and lanes) in `acts`.
+                    // buffers, and the group of rows r0..r0 + mr (codes, lanes, terms) in
+                    // `acts`, as the asserts checked.
                     unsafe { by_kformat!(panel_k_dots, t, mr, (wj, g.clone(), sj)) }
                 }
             }
@@ -102,17 +87,15 @@ impl Avx512Vnni {
     }
 }
 
-/// The activation side of one group over the super-blocks `sbs`: codes and lanes from its
-/// first row (rows k apart), and per super-block the terms [`GROUP_F32`] and the rows' Σq per
-/// sub-block (32 i16).
+/// One group over the super-blocks `sbs`: its codes (and Q6_K lanes) as [`Groups`] holds
+/// them, from the group's first super-block, and its terms and sums from the same.
 #[derive(Clone)]
 struct Group {
     q: *const i8,
     base: *const i32,
-    k: usize,
     sbs: std::ops::Range<usize>,
-    grp: *const f32,
-    bs: *const i16,
+    terms: *const f32,
+    sums: *const i16,
 }
 
 /// # Safety
@@ -153,7 +136,7 @@ unsafe fn unpack_k<const F: u8>(
 /// super-blocks and d/dmin pairs) and the M activation rows of a group.
 ///
 /// # Safety
-/// AVX-512F/BW/VL, VNNI; `w` as [`unpack_k`] wrote one row, `g` valid for M rows of k.
+/// AVX-512F/BW/VL, VNNI; `w` as [`unpack_k`] wrote one row, `g` holding M rows.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn panel_k_dots<const M: usize, const F: u8>(
     (w, dd): (*const u32, *const f32),
@@ -174,7 +157,7 @@ unsafe fn panel_k_dots<const M: usize, const F: u8>(
                 let u = _mm512_loadu_si512(o.add(16 * i) as *const _);
                 let sc = piece_scales::<F>(scales, i);
                 for (r, ir) in ia.iter_mut().enumerate() {
-                    let e = r * g.k + 256 * sb + 64 * i;
+                    let e = ((4 * sb + i) * M + r) * 64;
                     let x = _mm512_loadu_si512(g.q.add(e) as *const _);
                     let start = if F == 7 {
                         _mm512_loadu_si512(g.base.add(e / 4) as *const _)
@@ -185,13 +168,13 @@ unsafe fn panel_k_dots<const M: usize, const F: u8>(
                 }
             }
             let d = _mm512_set1_ps(*dd.add(2 * sb));
-            let gp = g.grp.add(GROUP_F32 * sb);
+            let gp = g.terms.add(GROUP_F32 * sb);
             for (r, ar) in acc.iter_mut().enumerate() {
                 let s = _mm512_mul_ps(d, _mm512_set1_ps(*gp.add(r)));
                 *ar = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r]), s, *ar);
             }
             if F != 7 {
-                let sums = _mm512_loadu_si512(g.bs.add(32 * sb) as *const _);
+                let sums = _mm512_loadu_si512(g.sums.add(32 * sb) as *const _);
                 let im = _mm512_dpwssd_epi32(zero, sums, _mm512_loadu_si512(o.add(80) as *const _));
                 let dm = _mm512_mul_ps(
                     _mm512_set1_ps(*dd.add(2 * sb + 1)),
