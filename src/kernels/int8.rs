@@ -253,8 +253,7 @@ pub(crate) fn linear(
         // over them (about three bytes per element: codes and lane terms).
         let block = (ACT_BLOCK_BYTES / (3 * k)).clamp(4, 256) / 4 * 4;
         let fill = |tt: &mut [f32], groups: Option<&Groups>| {
-            // The K-quant path reads its regrouped rows from L2 span by span: one pass over
-            // the weights.
+            // The panels read their regrouped rows span by span: one pass over the weights.
             let block = if groups.is_some() { m } else { block };
             for rb in (0..m).step_by(block) {
                 let rows_act = rb..m.min(rb + block);
@@ -267,9 +266,13 @@ pub(crate) fn linear(
                             let wc =
                                 &w[ci * CHUNK * row_bytes..(ci * CHUNK + rows_here) * row_bytes];
                             let ra = rows_act.clone();
-                            return scratch.with(|slot| match groups {
-                                Some(g) => v.panel_k(g, t, wc, rows_here, ra, slot, tc),
-                                None => v.panel(&acts, t, wc, rows_here, ra, slot, tc),
+                            let g = groups.expect("the GEMM path regroups its rows");
+                            return scratch.with(|slot| {
+                                if t.block_elems() == 32 {
+                                    v.panel(&acts, g, t, wc, rows_here, ra, slot, tc)
+                                } else {
+                                    v.panel_k(g, t, wc, rows_here, ra, slot, tc)
+                                }
                             });
                         }
                         for g in (0..rows_here).step_by(4) {
@@ -292,10 +295,10 @@ pub(crate) fn linear(
         if m == 1 {
             return fill(out, None);
         }
-        let k_panel = kernel.is_simd() && m > 4 && t.block_elems() == 256;
+        let panels = kernel.is_simd() && m > 4;
         scratch.with_shared(|tb| {
             let tt: &mut [f32] = bytemuck::cast_slice_mut(scratch::take_u32(tb, n * m));
-            if k_panel {
+            if panels {
                 scratch.with_third(|gb| fill(tt, Some(&Groups::new(gb, &acts, t))));
             } else {
                 fill(tt, None);

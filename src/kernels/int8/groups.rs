@@ -1,8 +1,8 @@
-//! Activation rows regrouped for the K-quant GEMM path, once per product: groups of four rows
-//! (the last one may be shorter), each 64-element piece with the group's rows side by side, and
-//! per super-block the group's scales and sub-block sums. Rows k apart would share cache sets
-//! (k = 8192: every row of a group at one 4 KiB alias), and the terms would be gathered again
-//! by every task.
+//! Activation rows regrouped for the GEMM paths, once per product: groups of four rows (the
+//! last one may be shorter), each 64-element piece with the group's rows side by side (codes,
+//! and the lanes a format's kernel reads), and for the K-quants per super-block the group's
+//! scales and sub-block sums. Rows k apart would share cache sets (k = 8192: every row of a
+//! group at one 4 KiB alias), and every task would gather the terms again.
 
 use super::{Acts, QA};
 use crate::kernels::scratch;
@@ -12,51 +12,68 @@ use crate::weights::quant::QuantType;
 /// times (the lanes of the minimum term; 0 past the group's rows).
 pub(crate) const GROUP_F32: usize = 4 + 16;
 
-/// The m rows of one product, regrouped.
+/// The m rows of one product, regrouped. Group g starts at row 4g's place: byte 4g·P·64 of
+/// `q` and lane 4g·P·16 of the lane arrays, P = ⌈k/64⌉ pieces; within it slot (piece, row)
+/// is piece·rows + row (a short last piece fills the start of its slot).
 pub(crate) struct Groups<'a> {
     pub k: usize,
     pub m: usize,
-    /// Group g's codes from 4g·k: [k/256][4 pieces][rows][64].
+    /// Codes, 64 per slot.
     pub q: &'a [i8],
-    /// Q6_K's −32·Σq lanes, laid out as the codes ([..][rows][16]); empty for the others.
+    /// −o·Σq lanes, 16 per slot: the 32-element formats and Q6_K; else empty.
     pub base: &'a [i32],
-    /// Per (group, super-block): [`GROUP_F32`] floats.
+    /// Activation scales per lane, 16 per slot: the 32-element formats; else empty.
+    pub dl: &'a [f32],
+    /// K-quants, per (group, super-block): [`GROUP_F32`] floats; else empty.
     pub terms: &'a [f32],
-    /// Per (group, super-block): the four rows' Σq per 32-element sub-block (0 past the
-    /// group's rows).
+    /// K-quants, per (group, super-block): the four rows' Σq per 32-element sub-block (0
+    /// past the group's rows); else empty.
     pub sums: &'a [i16],
 }
 
 impl<'a> Groups<'a> {
     pub(crate) fn new(buf: &'a mut Vec<u32>, acts: &Acts, t: QuantType) -> Self {
         let (k, m) = (acts.k, acts.q.len() / acts.k);
-        assert!(k.is_multiple_of(256));
-        let sbs = k / 256;
-        let six = t == QuantType::Q6_K;
+        let pieces = k.div_ceil(64);
+        let kq = t.block_elems() == 256;
+        assert!(k.is_multiple_of(t.block_elems()));
+        let lanes = m * pieces * 16;
+        let base_len = if !kq || t == QuantType::Q6_K {
+            lanes
+        } else {
+            0
+        };
+        let dl_len = if kq { 0 } else { lanes };
+        let sbs = if kq { k / 256 } else { 0 };
         let cells = m.div_ceil(4) * sbs;
-        let words = m * k / 4 + if six { m * k / 4 } else { 0 } + cells * (GROUP_F32 + 16);
-        let all = scratch::take_u32(buf, words);
-        let (q, rest) = all.split_at_mut(m * k / 4);
-        let (base, rest) = rest.split_at_mut(if six { m * k / 4 } else { 0 });
+        let all = scratch::take_u32(buf, lanes + base_len + dl_len + cells * (GROUP_F32 + 16));
+        let (q, rest) = all.split_at_mut(lanes);
+        let (base, rest) = rest.split_at_mut(base_len);
+        let (dl, rest) = rest.split_at_mut(dl_len);
         let (terms, sums) = rest.split_at_mut(cells * GROUP_F32);
         let q: &mut [i8] = bytemuck::cast_slice_mut(q);
         let base: &mut [i32] = bytemuck::cast_slice_mut(base);
+        let dl: &mut [f32] = bytemuck::cast_slice_mut(dl);
         let terms: &mut [f32] = bytemuck::cast_slice_mut(terms);
         let sums: &mut [i16] = bytemuck::cast_slice_mut(sums);
         for r0 in (0..m).step_by(4) {
             let mr = 4.min(m - r0);
-            let g = r0 / 4;
-            for p in 0..k / 64 {
+            for p in 0..pieces {
+                let len = 64.min(k - 64 * p);
                 for r in 0..mr {
-                    let (e, at) = ((r0 + r) * k + 64 * p, r0 * k + (p * mr + r) * 64);
-                    q[at..at + 64].copy_from_slice(&acts.q[e..e + 64]);
-                    if six {
-                        base[at / 4..at / 4 + 16].copy_from_slice(&acts.base[e / 4..e / 4 + 16]);
+                    let (e, at) = ((r0 + r) * k + 64 * p, (r0 * pieces + p * mr + r) * 64);
+                    q[at..at + len].copy_from_slice(&acts.q[e..e + len]);
+                    let (e, at, n) = (e / 4, at / 4, len / 4);
+                    if !base.is_empty() {
+                        base[at..at + n].copy_from_slice(&acts.base[e..e + n]);
+                    }
+                    if !dl.is_empty() {
+                        dl[at..at + n].copy_from_slice(&acts.dl[e..e + n]);
                     }
                 }
             }
             for sb in 0..sbs {
-                let cell = g * sbs + sb;
+                let cell = r0 / 4 * sbs + sb;
                 let tm = &mut terms[cell * GROUP_F32..(cell + 1) * GROUP_F32];
                 let s = &mut sums[cell * 32..(cell + 1) * 32];
                 for r in 0..4 {
@@ -78,6 +95,7 @@ impl<'a> Groups<'a> {
             m,
             q,
             base,
+            dl,
             terms,
             sums,
         }

@@ -1,22 +1,29 @@
 //! The int8 GEMM path for the 32-element formats: a task's weight rows unpacked once, every
-//! group of four activation rows passed over them.
+//! group of four activation rows (regrouped, see `int8::groups`) passed over them in spans
+//! that keep both sides in L1.
 
 use super::{unit, Avx512Vnni, Piece, Ptrs};
 use crate::kernels::avx512::quant::FORMATS;
+use crate::kernels::int8::groups::Groups;
 use crate::kernels::int8::Acts;
 use crate::kernels::scratch::{self, Slot};
 use crate::weights::quant::QuantType;
 use std::arch::x86_64::*;
 
+/// Pieces per span: a group's 16 pieces (12 KB of codes and lanes) and four weight rows' (8 KB).
+const SPAN: usize = 16;
+
 impl Avx512Vnni {
     /// out[j·m + r] = w_j · x_r for the `rows` (≤ 16) weight rows of `w` against the rows
-    /// `act_rows` of the m rows of `acts` (the GEMM path): the rows are unpacked once into `slot` (codes, lane scales,
-    /// block minimums) and every group of four activation rows passes over them; minimum
-    /// terms are summed per block rather than per lane.
+    /// `act_rows` (starting at a multiple of four) of the m rows of `acts` (the GEMM path),
+    /// read from `groups`: the rows are unpacked once into `slot` (codes, lane scales, block
+    /// minimums) and every group of four activation rows passes over them; minimum terms are
+    /// summed per block rather than per lane.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn panel(
         self,
         acts: &Acts,
+        groups: &Groups,
         t: QuantType,
         w: &[u8],
         rows: usize,
@@ -34,8 +41,10 @@ impl Avx512Vnni {
                 && out.len() == rows * m
                 && w.len() >= rows * t.bytes_for(k)
         );
-        assert!(acts.dl.len() >= m * k / 4 && acts.base.len() >= m * k / 4);
+        assert!(groups.k == k && groups.m == m && groups.q.len() >= m * pieces * 64);
+        assert!(groups.dl.len() >= m * pieces * 16 && groups.base.len() >= m * pieces * 16);
         assert!(acts.minb.len() >= m * blocks && act_rows.end <= m);
+        assert!(act_rows.start.is_multiple_of(4));
         let u = scratch::take_u32(&mut slot.packed, rows * pieces * 16);
         let s = scratch::take(&mut slot.a, rows * pieces * 16);
         let mins = scratch::take(&mut slot.b, rows * padded);
@@ -58,39 +67,50 @@ impl Avx512Vnni {
         }
         let with_min = matches!(t, QuantType::Q4_1 | QuantType::Q5_1);
         let (u, s, mins) = (u.as_ptr() as *const u8, s.as_ptr(), mins.as_ptr());
-        for g in (0..rows).step_by(4) {
-            let wr = 4.min(rows - g);
-            let p = PanelRows {
-                u: u.wrapping_add(g * pieces * 64),
-                s: s.wrapping_add(g * pieces * 16),
-                mins: mins.wrapping_add(g * padded),
-                rows: wr,
-                pieces,
-                padded,
-            };
+        for r0 in act_rows.clone() {
+            for j in 0..rows {
+                out[j * m + r0] = 0.0;
+            }
+        }
+        for s0 in (0..pieces).step_by(SPAN) {
+            let span = s0..pieces.min(s0 + SPAN);
             for r0 in act_rows.clone().step_by(4) {
                 let mr = 4.min(act_rows.end - r0);
                 let a = Ptrs {
-                    q: acts.q[r0 * k..].as_ptr(),
-                    dl: acts.dl[r0 * k / 4..].as_ptr(),
-                    base: acts.base[r0 * k / 4..].as_ptr(),
+                    q: groups.q[r0 * pieces * 64..].as_ptr(),
+                    dl: groups.dl[r0 * pieces * 16..].as_ptr(),
+                    base: groups.base[r0 * pieces * 16..].as_ptr(),
                     minx: acts.minb[r0 * blocks..].as_ptr(),
-                    sum4: acts.sum4[r0 * k / 4..].as_ptr(),
+                    sum4: std::ptr::null(),
                 };
-                let mut res = [0.0f32; 16];
-                // SAFETY: the token proves the features; rows g.. of the unpacked buffers and
-                // activation rows r0..r0 + mr lie inside what the asserts checked.
-                unsafe {
-                    match mr {
-                        1 => panel_dots::<1>(p, a, k, with_min, &mut res),
-                        2 => panel_dots::<2>(p, a, k, with_min, &mut res),
-                        3 => panel_dots::<3>(p, a, k, with_min, &mut res),
-                        _ => panel_dots::<4>(p, a, k, with_min, &mut res),
+                for g in (0..rows).step_by(4) {
+                    let wr = 4.min(rows - g);
+                    let p = PanelRows {
+                        u: u.wrapping_add(g * pieces * 64),
+                        s: s.wrapping_add(g * pieces * 16),
+                        mins: mins.wrapping_add(g * padded),
+                        rows: wr,
+                        pieces,
+                        padded,
+                    };
+                    // The minimum terms once, with the first span.
+                    let with_min = with_min && s0 == 0;
+                    let mut res = [0.0f32; 16];
+                    // SAFETY: the token proves the features; rows g.. of the unpacked buffers
+                    // and the group of activation rows r0..r0 + mr lie inside what the asserts
+                    // checked.
+                    unsafe {
+                        match mr {
+                            1 => panel_dots::<1>(p, a, k, span.clone(), with_min, &mut res),
+                            2 => panel_dots::<2>(p, a, k, span.clone(), with_min, &mut res),
+                            3 => panel_dots::<3>(p, a, k, span.clone(), with_min, &mut res),
+                            _ => panel_dots::<4>(p, a, k, span.clone(), with_min, &mut res),
+                        }
                     }
-                }
-                for jj in 0..wr {
-                    for r in 0..mr {
-                        out[(g + jj) * m + r0 + r] = res[jj * mr + r];
+                    for jj in 0..wr {
+                        for r in 0..mr {
+                            out[(g + jj) * m + r0 + r] += res[jj * mr + r];
+                        }
                     }
                 }
             }
@@ -157,18 +177,19 @@ unsafe fn unpack_rows<const F: u8>(
 }
 
 /// # Safety
-/// AVX-512F/BW/VL, VNNI; `p` valid as described there, `a` for M activation rows of k (and
-/// their lanes and k/32 block minimum terms).
+/// AVX-512F/BW/VL, VNNI; `p` valid as described there, `a` for a group of M activation rows
+/// of k as [`Groups`] holds them (and the rows' k/32 block minimum terms, k/32 apart).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn panel_dots<const M: usize>(
     p: PanelRows,
     a: Ptrs,
     k: usize,
+    span: std::ops::Range<usize>,
     with_min: bool,
     res: &mut [f32; 16],
 ) {
     let mut acc = [[_mm512_setzero_ps(); M]; 4];
-    for pi in 0..p.pieces {
+    for pi in span {
         let e0 = 64 * pi;
         let (bmask, lmask) = if e0 + 64 <= k {
             (u64::MAX, 0xFFFFu16)
@@ -183,7 +204,7 @@ unsafe fn panel_dots<const M: usize>(
                 let uv = _mm512_loadu_si512(p.u.add(64 * at) as *const _);
                 let sv = _mm512_loadu_ps(p.s.add(16 * at));
                 for (r, ar) in aj.iter_mut().enumerate() {
-                    let e = r * k + e0;
+                    let e = (pi * M + r) * 64;
                     let x = _mm512_maskz_loadu_epi8(bmask, a.q.add(e));
                     let base = _mm512_maskz_loadu_epi32(lmask, a.base.add(e / 4));
                     let dl = _mm512_maskz_loadu_ps(lmask, a.dl.add(e / 4));
