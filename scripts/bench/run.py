@@ -625,7 +625,9 @@ def main():
                   f" prompt lengths, tg{n} from an empty context"
                   + (f"; `{c.cmd_deep}`: tg{n} after {c.depth} positions" if getattr(c, "cmd_deep", None) else "")
                   + (" (F32 GGUF of the same decoder; compared with ours on the f32 copy of the checkpoint)"
-                     if c.text_only else ""))
+                     if c.name == "llama.cpp F32" else
+                     f" ({c.name.split()[-1]} GGUF of the same decoder, the file the ours {c.name.split()[-1].lower()}"
+                     " columns load)" if c.text_only else ""))
         elif isinstance(c, MtmdCli):
             print(f"- llama-mtmd-cli: {os.path.basename(c.gguf)} + {os.path.basename(c.mmproj)} (llama.cpp's"
                   f" convert_hf_to_gguf.py --mmproj, bf16), its default slicing: {c.tiles} image chunks"

@@ -1,6 +1,6 @@
 //! The int8 GEMM path for the 32-element formats: a task's weight rows unpacked once, every
-//! group of four activation rows (regrouped, see `int8::groups`) passed over them in spans
-//! that keep both sides in L1.
+//! group of four activation rows (regrouped for long rows, see `int8::groups`) passed over
+//! them in spans that keep the weights in L1.
 
 use super::{unit, Avx512Vnni, Piece, Ptrs};
 use crate::kernels::avx512::quant::FORMATS;
@@ -10,20 +10,21 @@ use crate::kernels::scratch::{self, Slot};
 use crate::weights::quant::QuantType;
 use std::arch::x86_64::*;
 
-/// Pieces per span: a group's 16 pieces (12 KB of codes and lanes) and four weight rows' (8 KB).
+/// Pieces per span: four weight rows' 16 pieces (8 KB unpacked) stay in L1 while every group
+/// of activation rows passes over them (12 KB of codes and lanes each).
 const SPAN: usize = 16;
 
 impl Avx512Vnni {
     /// out[j·m + r] = w_j · x_r for the `rows` (≤ 16) weight rows of `w` against the rows
     /// `act_rows` (starting at a multiple of four) of the m rows of `acts` (the GEMM path),
-    /// read from `groups`: the rows are unpacked once into `slot` (codes, lane scales, block
+    /// read from `groups` where given: the rows are unpacked once into `slot` (codes, lane scales, block
     /// minimums) and every group of four activation rows passes over them; minimum terms are
     /// summed per block rather than per lane.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn panel(
         self,
         acts: &Acts,
-        groups: &Groups,
+        groups: Option<&Groups>,
         t: QuantType,
         w: &[u8],
         rows: usize,
@@ -41,8 +42,11 @@ impl Avx512Vnni {
                 && out.len() == rows * m
                 && w.len() >= rows * t.bytes_for(k)
         );
-        assert!(groups.k == k && groups.m == m && groups.q.len() >= m * pieces * 64);
-        assert!(groups.dl.len() >= m * pieces * 16 && groups.base.len() >= m * pieces * 16);
+        if let Some(g) = groups {
+            assert!(g.k == k && g.m == m && g.q.len() >= m * pieces * 64);
+            assert!(g.dl.len() >= m * pieces * 16 && g.base.len() >= m * pieces * 16);
+        }
+        assert!(acts.dl.len() >= m * k / 4 && acts.base.len() >= m * k / 4);
         assert!(acts.minb.len() >= m * blocks && act_rows.end <= m);
         assert!(act_rows.start.is_multiple_of(4));
         let u = scratch::take_u32(&mut slot.packed, rows * pieces * 16);
@@ -74,24 +78,41 @@ impl Avx512Vnni {
         }
         for s0 in (0..pieces).step_by(SPAN) {
             let span = s0..pieces.min(s0 + SPAN);
-            for r0 in act_rows.clone().step_by(4) {
-                let mr = 4.min(act_rows.end - r0);
-                let a = Ptrs {
-                    q: groups.q[r0 * pieces * 64..].as_ptr(),
-                    dl: groups.dl[r0 * pieces * 16..].as_ptr(),
-                    base: groups.base[r0 * pieces * 16..].as_ptr(),
-                    minx: acts.minb[r0 * blocks..].as_ptr(),
-                    sum4: std::ptr::null(),
+            for g in (0..rows).step_by(4) {
+                let wr = 4.min(rows - g);
+                let p = PanelRows {
+                    u: u.wrapping_add(g * pieces * 64),
+                    s: s.wrapping_add(g * pieces * 16),
+                    mins: mins.wrapping_add(g * padded),
+                    rows: wr,
+                    pieces,
+                    padded,
                 };
-                for g in (0..rows).step_by(4) {
-                    let wr = 4.min(rows - g);
-                    let p = PanelRows {
-                        u: u.wrapping_add(g * pieces * 64),
-                        s: s.wrapping_add(g * pieces * 16),
-                        mins: mins.wrapping_add(g * padded),
-                        rows: wr,
-                        pieces,
-                        padded,
+                for r0 in act_rows.clone().step_by(4) {
+                    let mr = 4.min(act_rows.end - r0);
+                    // Byte strides of the codes between rows and between pieces (a quarter
+                    // of them for the lanes).
+                    let (a, strides) = match groups {
+                        Some(gr) => (
+                            Ptrs {
+                                q: gr.q[r0 * pieces * 64..].as_ptr(),
+                                dl: gr.dl[r0 * pieces * 16..].as_ptr(),
+                                base: gr.base[r0 * pieces * 16..].as_ptr(),
+                                minx: acts.minb[r0 * blocks..].as_ptr(),
+                                sum4: std::ptr::null(),
+                            },
+                            (64, 64 * mr),
+                        ),
+                        None => (
+                            Ptrs {
+                                q: acts.q[r0 * k..].as_ptr(),
+                                dl: acts.dl[r0 * k / 4..].as_ptr(),
+                                base: acts.base[r0 * k / 4..].as_ptr(),
+                                minx: acts.minb[r0 * blocks..].as_ptr(),
+                                sum4: std::ptr::null(),
+                            },
+                            (k, 64),
+                        ),
                     };
                     // The minimum terms once, with the first span.
                     let with_min = with_min && s0 == 0;
@@ -101,10 +122,18 @@ impl Avx512Vnni {
                     // checked.
                     unsafe {
                         match mr {
-                            1 => panel_dots::<1>(p, a, k, span.clone(), with_min, &mut res),
-                            2 => panel_dots::<2>(p, a, k, span.clone(), with_min, &mut res),
-                            3 => panel_dots::<3>(p, a, k, span.clone(), with_min, &mut res),
-                            _ => panel_dots::<4>(p, a, k, span.clone(), with_min, &mut res),
+                            1 => {
+                                panel_dots::<1>(p, a, k, strides, span.clone(), with_min, &mut res)
+                            }
+                            2 => {
+                                panel_dots::<2>(p, a, k, strides, span.clone(), with_min, &mut res)
+                            }
+                            3 => {
+                                panel_dots::<3>(p, a, k, strides, span.clone(), with_min, &mut res)
+                            }
+                            _ => {
+                                panel_dots::<4>(p, a, k, strides, span.clone(), with_min, &mut res)
+                            }
                         }
                     }
                     for jj in 0..wr {
@@ -178,12 +207,14 @@ unsafe fn unpack_rows<const F: u8>(
 
 /// # Safety
 /// AVX-512F/BW/VL, VNNI; `p` valid as described there, `a` for a group of M activation rows
-/// of k as [`Groups`] holds them (and the rows' k/32 block minimum terms, k/32 apart).
+/// of k, row r's piece pi at byte r·rs + pi·ps (row-major, or as [`Groups`] holds them), and
+/// the rows' k/32 block minimum terms, k/32 apart.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn panel_dots<const M: usize>(
     p: PanelRows,
     a: Ptrs,
     k: usize,
+    (rs, ps): (usize, usize),
     span: std::ops::Range<usize>,
     with_min: bool,
     res: &mut [f32; 16],
@@ -204,7 +235,7 @@ unsafe fn panel_dots<const M: usize>(
                 let uv = _mm512_loadu_si512(p.u.add(64 * at) as *const _);
                 let sv = _mm512_loadu_ps(p.s.add(16 * at));
                 for (r, ar) in aj.iter_mut().enumerate() {
-                    let e = (pi * M + r) * 64;
+                    let e = r * rs + pi * ps;
                     let x = _mm512_maskz_loadu_epi8(bmask, a.q.add(e));
                     let base = _mm512_maskz_loadu_epi32(lmask, a.base.add(e / 4));
                     let dl = _mm512_maskz_loadu_ps(lmask, a.dl.add(e / 4));
