@@ -295,7 +295,7 @@ pub(crate) fn linear(
         }
         // The K-quant panel always reads regrouped rows; the 32-element one where rows 4 KiB
         // apart or more would share cache sets (for shorter rows the copy costs more than it
-        // saves: 0.75x on 122 rows of k = 1536 in one measurement).
+        // saves: 159 against 180 GOP/s on 122 rows of k = 1536 in one measurement).
         let regroup = kernel.is_simd() && m > 4 && (t.block_elems() == 256 || k >= 4096);
         scratch.with_shared(|tb| {
             let tt: &mut [f32] = bytemuck::cast_slice_mut(scratch::take_u32(tb, n * m));

@@ -92,27 +92,29 @@ impl Avx512Vnni {
                     let mr = 4.min(act_rows.end - r0);
                     // Byte strides of the codes between rows and between pieces (a quarter
                     // of them for the lanes).
-                    let (a, strides) = match groups {
-                        Some(gr) => (
-                            Ptrs {
-                                q: gr.q[r0 * pieces * 64..].as_ptr(),
-                                dl: gr.dl[r0 * pieces * 16..].as_ptr(),
-                                base: gr.base[r0 * pieces * 16..].as_ptr(),
-                                minx: acts.minb[r0 * blocks..].as_ptr(),
-                                sum4: std::ptr::null(),
-                            },
-                            (64, 64 * mr),
-                        ),
+                    let (q, dl, base, strides) = match groups {
+                        Some(gr) => {
+                            let at = r0 * pieces;
+                            (
+                                &gr.q[at * 64..],
+                                &gr.dl[at * 16..],
+                                &gr.base[at * 16..],
+                                (64, 64 * mr),
+                            )
+                        }
                         None => (
-                            Ptrs {
-                                q: acts.q[r0 * k..].as_ptr(),
-                                dl: acts.dl[r0 * k / 4..].as_ptr(),
-                                base: acts.base[r0 * k / 4..].as_ptr(),
-                                minx: acts.minb[r0 * blocks..].as_ptr(),
-                                sum4: std::ptr::null(),
-                            },
+                            &acts.q[r0 * k..],
+                            &acts.dl[r0 * k / 4..],
+                            &acts.base[r0 * k / 4..],
                             (k, 64),
                         ),
+                    };
+                    let a = Ptrs {
+                        q: q.as_ptr(),
+                        dl: dl.as_ptr(),
+                        base: base.as_ptr(),
+                        minx: acts.minb[r0 * blocks..].as_ptr(),
+                        sum4: std::ptr::null(),
                     };
                     // The minimum terms once, with the first span.
                     let with_min = with_min && s0 == 0;
