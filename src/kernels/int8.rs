@@ -10,6 +10,7 @@
 //! here is the oracle of the SIMD variants.
 
 pub(crate) mod groups;
+pub(crate) mod order;
 
 use super::scratch;
 use super::Scratch;
@@ -48,7 +49,8 @@ pub(crate) fn offset(t: QuantType) -> i32 {
 /// Activation rows quantized for products with one format: per row of k, the codes q, and per
 /// lane of four elements the block's scale (`dl`), Σ q (`sum4`), −o·Σ q (`base`) and dx·Σ q
 /// (`minx`), and per 32 elements dx·Σ q (`minb`) and Σ q (`sum32`), for the GEMM paths'
-/// minimum terms.
+/// minimum terms; for the one-row SIMD K-quant kernels (Q4_K/Q5_K, at most four rows) the
+/// codes again in [`order`]'s piece order (`kq`, else empty).
 pub(crate) struct Acts<'a> {
     pub k: usize,
     pub q: &'a [i8],
@@ -58,6 +60,7 @@ pub(crate) struct Acts<'a> {
     pub minx: &'a [f32],
     pub minb: &'a [f32],
     pub sum32: &'a [i16],
+    pub kq: &'a [i8],
 }
 
 impl<'a> Acts<'a> {
@@ -74,7 +77,11 @@ impl<'a> Acts<'a> {
         let blk = act_block(t);
         assert!(k.is_multiple_of(blk) && x.len() == m * k);
         let lanes = m * k / 4;
-        let all = scratch::take_u32(buf, 5 * lanes + m * k / QA + (m * k / QA).div_ceil(2));
+        let pieces = kernel.is_simd() && m <= 4 && matches!(t, QuantType::Q4_K | QuantType::Q5_K);
+        let kq_lanes = if pieces { lanes } else { 0 };
+        let sums = m * k / QA + (m * k / QA).div_ceil(2);
+        let all = scratch::take_u32(buf, 5 * lanes + sums + kq_lanes);
+        let (all, kq) = all.split_at_mut(all.len() - kq_lanes);
         let (q, rest) = all.split_at_mut(lanes);
         let (dl, rest) = rest.split_at_mut(lanes);
         let (sum4, rest) = rest.split_at_mut(lanes);
@@ -106,6 +113,10 @@ impl<'a> Acts<'a> {
             // |Σ q| ≤ 32·127 fits.
             *s32 = sum as i16;
         }
+        let kq: &mut [i8] = bytemuck::cast_slice_mut(kq);
+        if pieces {
+            order::to_pieces(q, kq);
+        }
         Acts {
             k,
             q,
@@ -115,6 +126,7 @@ impl<'a> Acts<'a> {
             minx,
             minb,
             sum32,
+            kq,
         }
     }
 

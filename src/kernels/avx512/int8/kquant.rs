@@ -1,6 +1,7 @@
 //! The int8 mode's K-quant kernel: integer sub-block scales and minimums applied with
 //! `vpdpwssd` to exact `vpdpbusd` lane sums, one float product per super-block.
 
+use super::kpieces::dots_kp;
 use super::{by_rows, group_ptrs, join256, Avx512Vnni, Ptrs};
 use crate::kernels::avx512::quant::{half, FORMATS};
 use crate::kernels::avx512::PREFETCH;
@@ -25,8 +26,21 @@ impl Avx512Vnni {
         res: &mut [f32; 16],
     ) {
         assert!(t.block_elems() == 256);
-        let a = group_ptrs(acts, r0, mr, t, w, rows);
+        let mut a = group_ptrs(acts, r0, mr, t, w, rows);
         let (k, w) = (acts.k, w.as_ptr());
+        if matches!(t, QuantType::Q4_K | QuantType::Q5_K) && !acts.kq.is_empty() {
+            assert!(acts.kq.len() >= (r0 + mr) * k && acts.sum32.len() >= (r0 + mr) * k / 32);
+            a.q = acts.kq[r0 * k..].as_ptr();
+            let sums = acts.sum32[r0 * k / 32..].as_ptr();
+            // SAFETY: the token proves the features; the checks above and group_ptrs bound
+            // every read.
+            return unsafe {
+                match t {
+                    QuantType::Q4_K => by_rows!(dots_kp, 5, mr, (a, sums, k, w, rows, res)),
+                    _ => by_rows!(dots_kp, 6, mr, (a, sums, k, w, rows, res)),
+                }
+            };
+        }
         // SAFETY: the token proves the features; group_ptrs bounds every read.
         unsafe { by_kformat!(dots_k, t, mr, (a, k, w, rows, res)) }
     }

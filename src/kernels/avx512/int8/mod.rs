@@ -5,6 +5,7 @@
 //! the portable `int8::dot`, in another f32 order.
 
 mod kpanel;
+mod kpieces;
 mod kquant;
 mod panel;
 mod quantize;
