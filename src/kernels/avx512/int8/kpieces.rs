@@ -4,6 +4,7 @@
 //! `vpdpwssd`, and the minimums take one `pmaddwd` against the eight sub-block sums. About half
 //! the vector work of applying scales and minimums piece by piece.
 
+use super::kquant::k4_scale_words;
 use super::Ptrs;
 use crate::kernels::avx512::quant::{half, FORMATS};
 use crate::kernels::avx512::PREFETCH;
@@ -79,12 +80,7 @@ pub(super) unsafe fn dots_kp<const M: usize, const F: u8>(
             _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH) as *const i8);
             // SAFETY: super-block sb of row j lies inside the rows the caller vouched for.
             unsafe {
-                let word = |at: usize| (p.add(at) as *const u32).read_unaligned();
-                let (a0, a1, a2) = (word(4), word(8), word(12));
-                let sc_lo = a0 & 0x3F3F_3F3F;
-                let mn_lo = a1 & 0x3F3F_3F3F;
-                let sc_hi = (a2 & 0x0F0F_0F0F) | (((a0 >> 6) & 0x0303_0303) << 4);
-                let mn_hi = ((a2 >> 4) & 0x0F0F_0F0F) | (((a1 >> 6) & 0x0303_0303) << 4);
+                let [sc_lo, sc_hi, mn_lo, mn_hi] = k4_scale_words(p);
                 let sc = _mm512_cvtepu8_epi32(_mm_set_epi32(0, 0, sc_hi as i32, sc_lo as i32));
                 let scales = [
                     _mm512_permutexvar_epi32(idx[0], sc),

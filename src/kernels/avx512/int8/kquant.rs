@@ -144,12 +144,7 @@ pub(super) unsafe fn k_block<const F: u8>(p: *const u8) -> KBlock {
             return b;
         }
         // Q4_K/Q5_K: twelve bytes of 6-bit scales and minimums after d and dmin.
-        let word = |at: usize| (p.add(at) as *const u32).read_unaligned();
-        let (a0, a1, a2) = (word(4), word(8), word(12));
-        let sc_lo = a0 & 0x3F3F_3F3F;
-        let mn_lo = a1 & 0x3F3F_3F3F;
-        let sc_hi = (a2 & 0x0F0F_0F0F) | (((a0 >> 6) & 0x0303_0303) << 4);
-        let mn_hi = ((a2 >> 4) & 0x0F0F_0F0F) | (((a1 >> 6) & 0x0303_0303) << 4);
+        let [sc_lo, sc_hi, mn_lo, mn_hi] = k4_scale_words(p);
         let scales = _mm512_cvtepu8_epi32(_mm_set_epi32(
             mn_hi as i32,
             mn_lo as i32,
@@ -180,6 +175,24 @@ pub(super) unsafe fn k_block<const F: u8>(p: *const u8) -> KBlock {
         }
         b
     }
+}
+
+/// A Q4_K/Q5_K super-block's eight 6-bit sub-block scales and eight minimums as four words of
+/// bytes: scales 0-3, 4-7, minimums 0-3, 4-7.
+///
+/// # Safety
+/// `p` valid for the super-block's first 16 bytes.
+#[inline]
+pub(super) unsafe fn k4_scale_words(p: *const u8) -> [u32; 4] {
+    // SAFETY: bytes 4..16 lie inside the super-block at p.
+    let word = |at: usize| unsafe { (p.add(at) as *const u32).read_unaligned() };
+    let (a0, a1, a2) = (word(4), word(8), word(12));
+    [
+        a0 & 0x3F3F_3F3F,
+        (a2 & 0x0F0F_0F0F) | (((a0 >> 6) & 0x0303_0303) << 4),
+        a1 & 0x3F3F_3F3F,
+        ((a2 >> 4) & 0x0F0F_0F0F) | (((a1 >> 6) & 0x0303_0303) << 4),
+    ]
 }
 
 /// # Safety
